@@ -1,0 +1,32 @@
+"""`sprig eval beir DATA_DIR --retriever ... --out OUT_DIR`."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from api.commands.common import add_config_args, config_from_args
+
+NAME = "beir"
+RETRIEVERS = ["bm25", "splade", "dense"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        NAME, help="nDCG@10, R@100, R@1000, MRR@10 on a BEIR folder",
+        description="Index a BEIR dataset, run its judged queries, write OUT/run.trec and OUT/metrics.json.",
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    p.add_argument("--retriever", required=True, choices=RETRIEVERS, help="what ranks the documents")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for run.trec and metrics.json")
+    p.add_argument("--split", default="test", help="qrels split (default: test)")
+    p.add_argument("--hits", type=int, default=1000, help="hits per query in the run (default: 1000)")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.beir import run_beir
+
+    report = run_beir(args.data_dir, args.retriever, args.out, config_from_args(args), args.split, args.hits)
+    print(json.dumps({k: round(report[k], 4) for k in ("nDCG@10", "R@100", "R@1000", "MRR@10")} | {"out": args.out}))
+    return 0
