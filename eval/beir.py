@@ -6,6 +6,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from eval.metrics import evaluate
 from eval.provenance import provenance
 from eval.runs import Run, write_trec
@@ -33,7 +35,50 @@ def brute_force(kind: str, config: SprigConfig, texts: list[str], progress: bool
     return searcher
 
 
-def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: SprigConfig, split: str = "test", hits: int = 1000, progress: bool = True) -> dict:
+class HybridBruteForce:
+    """BM25, SPLADE and dense brute force, fused with ``config.fusion`` (retriever/fusion.py)."""
+
+    def __init__(self, config: SprigConfig, texts: list[str], progress: bool):
+        self.fusion = config.fusion
+        self.parts = {n: brute_force(n, config, texts, progress) for n in ("bm25", "splade", "dense")}
+        self.encoder = self  # the report asks searcher.encoder.settings()
+
+    def settings(self) -> dict:
+        return {"fusion": self.fusion.model_dump(), **{n: p.encoder.settings() for n, p in self.parts.items()}}
+
+    def search(self, queries: list[str], k: int):
+        from retriever.fusion import Run as Ranked
+        from retriever.fusion import fuse
+
+        per = {n: p.search(queries, self.fusion.depth) for n, p in self.parts.items()}
+        fused = (fuse({n: Ranked(*per[n][i]) for n in per}, self.fusion.method, self.fusion.weights, k, self.fusion.rrf_k) for i in range(len(queries)))
+        return [(f.ids, f.scores) for f in fused]
+
+
+class IndexSearcher:
+    """Any retriever (hybrid included) through a built index: the engine path `sprig serve` uses, no corpus re-encoding.
+    Rows come back as corpus positions, so the index must have been built from this corpus without chunking."""
+
+    def __init__(self, index_dir: str | Path, retriever: str, config: SprigConfig):
+        from retriever.searcher import Searcher
+
+        self.searcher, self.retriever = Searcher(index_dir, config), retriever
+        self.encoder = self
+
+    def settings(self) -> dict:
+        return {"index": str(self.searcher.dir), "encoders": self.searcher.manifest.get("encoders", {}), "fusion": self.searcher.config.fusion.model_dump()}
+
+    def search(self, queries: list[str], k: int):
+        depth = self.searcher.config.fusion.depth if self.retriever == "hybrid" else k
+        runs = self.searcher.search_batch(queries, k, self.retriever, explain=False, depth=depth)
+        return [(np.array([self._position(h) for h in hits], np.int64), np.array([h.score for h in hits])) for hits in runs]
+
+    def _position(self, hit) -> int:
+        return self.searcher.store.row_of(hit.passage_id) - 1
+
+
+def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: SprigConfig, split: str = "test", hits: int = 1000,
+             progress: bool = True, index: str | Path | None = None) -> dict:
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not data_dir.is_dir():
         raise InputError("dataset folder not found (expected a BEIR folder: corpus.jsonl, queries.jsonl, qrels/)", str(data_dir))
@@ -46,7 +91,12 @@ def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: 
     texts = [passage_text(d.title, d.text) for d in docs]
 
     t0 = time.perf_counter()
-    searcher = brute_force(retriever, config, texts, progress)
+    if index is not None:
+        searcher = IndexSearcher(index, retriever, config)
+        if len(searcher.searcher.store) != len(docs):
+            raise InputError(f"index {index} holds {len(searcher.searcher.store)} passages, the corpus {len(docs)}: build it from this corpus", str(data_dir))
+    else:
+        searcher = HybridBruteForce(config, texts, progress) if retriever == "hybrid" else brute_force(retriever, config, texts, progress)
     t1 = time.perf_counter()
     results = searcher.search([queries[q] for q in qids], hits)
     t2 = time.perf_counter()

@@ -1,13 +1,11 @@
 """Shared fixtures: the real tiny models (loaded once per session) and the shared evaluation data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-_DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DATA = Path(os.environ.get("SPRIG_DATA", _DEFAULT_DATA))
+from eval.datasets import SHARED as DATA
 
 
 def dataset(name: str) -> Path:
@@ -37,3 +35,14 @@ def scifact_docs():
     from indexer.readers import read_corpus
 
     return list(read_corpus(dataset("scifact")))
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory):
+    """A 12-passage index with every retriever (SPLADE, BM25, HNSW dense) — read-only; copy it to write."""
+    from indexer.build import build_index
+    from tests.sprig_fixtures import tiny_config, write_corpus
+
+    root = tmp_path_factory.mktemp("tiny_index")
+    report = build_index(write_corpus(root / "corpus.jsonl"), root / "idx", tiny_config(faiss="hnsw"), progress=False)
+    return report

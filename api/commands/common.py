@@ -23,8 +23,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, metavar="N", help="encoder batch size")
 
 
-def config_from_args(args: argparse.Namespace) -> SprigConfig:
-    """File settings, then flags; validation happens once, here."""
+def config_from_args(args: argparse.Namespace, extra: dict[tuple[str, ...], object] | None = None) -> SprigConfig:
+    """File settings, then flags (plus a command's own ``extra`` {(section, field): value}); validation happens once, here."""
     try:
         base = SprigConfig.from_file(args.config).model_dump()
     except OSError as exc:
@@ -39,6 +39,7 @@ def config_from_args(args: argparse.Namespace) -> SprigConfig:
         ("dense", "model"): pick("dense_model"), ("dense", "max_length"): pick("dense_max_length"),
         ("dense", "batch_size"): pick("batch_size"),
         ("bm25", "k1"): pick("k1"), ("bm25", "b"): pick("b"),
+        **(extra or {}),
     }
     for keys, value in overrides.items():
         if value is not None:

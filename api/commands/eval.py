@@ -1,9 +1,9 @@
 """`sprig eval beir|qa`: the evaluation subcommands, each defined in its own module."""
 from __future__ import annotations
 
-from api.commands import eval_beir
+from api.commands import eval_beir, eval_qa
 
-SUBCOMMANDS = [eval_beir]
+SUBCOMMANDS = [eval_beir, eval_qa]
 
 
 def register(subparsers) -> None:

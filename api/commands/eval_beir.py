@@ -5,9 +5,10 @@ import argparse
 import json
 
 from api.commands.common import add_config_args, config_from_args
+from api.commands.search_args import add_fusion_args, fusion_overrides
 
 NAME = "beir"
-RETRIEVERS = ["bm25", "splade", "dense"]
+RETRIEVERS = ["bm25", "splade", "dense", "hybrid"]
 
 
 def register(subparsers) -> None:
@@ -20,6 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for run.trec and metrics.json")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--hits", type=int, default=1000, help="hits per query in the run (default: 1000)")
+    p.add_argument("--index", metavar="IDX", help="search this index (built by `sprig index` from DATA_DIR) instead of brute force over a fresh encoding")
+    add_fusion_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -27,6 +30,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from eval.beir import run_beir
 
-    report = run_beir(args.data_dir, args.retriever, args.out, config_from_args(args), args.split, args.hits)
+    config = config_from_args(args, fusion_overrides(args))
+    report = run_beir(args.data_dir, args.retriever, args.out, config, args.split, args.hits, index=args.index)
     print(json.dumps({k: round(report[k], 4) for k in ("nDCG@10", "R@100", "R@1000", "MRR@10")} | {"out": args.out}))
     return 0

@@ -1,0 +1,121 @@
+"""POST /answer: a cited answer from the index, as JSON or as Server-Sent Events.
+
+The generator is loaded once, in the lifespan (``setup``). Generation is serialised by one lock (one
+model, one CPU budget); a failing generation answers 500 or an SSE ``error`` event and the server
+keeps serving.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
+
+from api.deps import ConfigDep
+from api.schemas_rag import AnswerRequest, AnswerResponse
+from rag.answer import Answer, Answerer
+from sprig.errors import SprigError
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["answer"])
+
+
+def setup(app: FastAPI) -> None:
+    """Load the generator once per process (skipped when a test has put an answerer on the app)."""
+    if getattr(app.state, "answerer", None) is None:
+        app.state.answerer = Answerer.from_config(app.state.config, app.state.searcher)
+    app.state.answer_lock = threading.Lock()
+
+
+def get_answerer(request: Request) -> Answerer:
+    return request.app.state.answerer
+
+
+AnswererDep = Annotated[Answerer, Depends(get_answerer)]
+
+
+def check_question(question: str, max_chars: int) -> str:
+    question = question.strip()
+    if not question:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the question is empty (only whitespace)")
+    if len(question) > max_chars:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the question has {len(question)} characters; the limit is {max_chars} (server.max_query_chars)")
+    return question
+
+
+def answer_events(request: Request, answerer: Answerer, question: str, **kwargs) -> Iterator[str | Answer]:
+    """The answer stream, under the generation lock, with its first event already computed.
+
+    Pulling the first event here runs validation, retrieval, compression and prefill before any
+    response is sent, so bad input becomes a 4xx rather than a broken stream. Other failures are 500.
+    """
+    lock: threading.Lock = request.app.state.answer_lock
+    lock.acquire()
+    held = [True]
+
+    def release() -> None:  # once, whichever comes first: the end of the stream or its garbage collection
+        if held[0]:
+            held[0] = False
+            lock.release()
+
+    events = answerer.stream(question, **kwargs)
+    try:
+        first = next(events)
+    except SprigError:
+        release()
+        raise
+    except Exception as exc:  # a generation failure must not take the server down
+        release()
+        log.exception("answer failed")
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"generation failed: {type(exc).__name__}: {exc}") from None
+
+    def rest() -> Iterator[str | Answer]:
+        try:
+            yield first
+            yield from events
+        finally:
+            events.close()
+            release()
+
+    stream = rest()
+    weakref.finalize(stream, release)  # a response that is never iterated (client gone) must not keep the lock
+    return stream
+
+
+def final_answer(events: Iterator[str | Answer]) -> Answer:
+    try:
+        *_, result = events
+    except Exception as exc:
+        log.exception("answer failed")
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"generation failed: {type(exc).__name__}: {exc}") from None
+    return result
+
+
+def sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@router.post("/answer", response_model=AnswerResponse, responses={200: {"content": {"text/event-stream": {}}}})
+def answer(body: AnswerRequest, request: Request, answerer: AnswererDep, config: ConfigDep):
+    question = check_question(body.question, config.server.max_query_chars)
+    events = answer_events(
+        request, answerer, question, mode=body.compress, k=body.k, max_new_tokens=body.max_new_tokens,
+        closed_book=body.closed_book, retrieval_mode=body.retrieval_mode,
+    )
+    if not body.stream:
+        return final_answer(events).to_dict()
+
+    def stream() -> Iterator[str]:
+        try:
+            for event in events:
+                yield sse("answer", event.to_dict()) if isinstance(event, Answer) else sse("token", {"text": event})
+        except Exception as exc:  # the status line is already sent: report in-band
+            log.exception("answer stream failed")
+            yield sse("error", {"detail": f"generation failed: {type(exc).__name__}: {exc}"})
+
+    return StreamingResponse(stream(), media_type="text/event-stream")

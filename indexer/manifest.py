@@ -1,0 +1,76 @@
+"""manifest.json: what an index directory holds and how it was built.
+
+It records the format version, each encoder's settings, counts, and a size + SHA-256 for every index
+file, so opening an index whose files do not match (a copy cut short, a file from another build) is a
+clear ``IndexCorrupt`` rather than wrong results. docs.sqlite is left out of the checksums: it changes
+with every document write and SQLite guards its own pages.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from sprig.errors import IndexCorrupt
+
+FORMAT = "sprig-index"
+VERSION = 1
+MANIFEST = "manifest.json"
+DOCSTORE = "docs.sqlite"
+_CHECKED_DIRS = ("sparse", "dense")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(index_dir: Path) -> dict[str, dict]:
+    """{relative path: {size, sha256}} for every file under sparse/ and dense/."""
+    out = {}
+    for sub in _CHECKED_DIRS:
+        for path in sorted((index_dir / sub).rglob("*")):
+            if path.is_file():
+                out[path.relative_to(index_dir).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return out
+
+
+def write_manifest(index_dir: Path, manifest: dict) -> dict:
+    """Fill in format, version and checksums, then write manifest.json atomically (temp file + rename)."""
+    manifest = {**manifest, "format": FORMAT, "version": VERSION, "checksums": checksums(index_dir)}
+    tmp = index_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    os.replace(tmp, index_dir / MANIFEST)
+    return manifest
+
+
+def read_manifest(index_dir: str | Path, verify: bool = False) -> dict:
+    """Load and check a manifest: format and version always, file sizes always, SHA-256 when ``verify``."""
+    index_dir = Path(index_dir)
+    path = index_dir / MANIFEST
+    if not path.is_file():
+        hint = " (a build was interrupted: rerun `sprig index ... --resume`)" if Path(f"{index_dir}.partial").exists() else ""
+        raise IndexCorrupt(f"{path}: not found; is {index_dir} a sprig index?{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IndexCorrupt(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise IndexCorrupt(
+            f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}; this sprig reads {FORMAT!r} version {VERSION}"
+        )
+    if not (index_dir / DOCSTORE).is_file():
+        raise IndexCorrupt(f"{index_dir / DOCSTORE}: passage store missing")
+    for rel, want in manifest.get("checksums", {}).items():
+        file = index_dir / rel
+        if not file.is_file():
+            raise IndexCorrupt(f"{file}: listed in the manifest but missing")
+        if file.stat().st_size != want["size"]:
+            raise IndexCorrupt(f"{file}: {file.stat().st_size} bytes, the manifest says {want['size']}")
+        if verify and _sha256(file) != want["sha256"]:
+            raise IndexCorrupt(f"{file}: SHA-256 does not match the manifest")
+    return manifest

@@ -1,0 +1,428 @@
+"""Query-aware sparse-attention decode over a paged KV cache (Quest-style page selection, split-K).
+
+One decode step for one new query token per sequence:
+
+1. score every KV page with the Quest bound ``sum_d max(q_d·kmin_d, q_d·kmax_d)`` (Tang et al., 2024),
+   summed over the query heads that share the KV head (GQA: one selection per KV head);
+2. keep the ``ceil(budget · pages)`` best pages, the ``sink_pages`` first pages (attention sinks, Xiao et
+   al., 2024, StreamingLLM) and the ``recent_pages`` last ones counted inside that budget;
+3. attend over the kept pages only, split along the key axis and merged with log-sum-exp weights
+   (Dao et al., 2023, Flash-Decoding).
+
+The key summaries are [B, Hkv, P, D] min/max tensors (kernels/page_summary.py); each call refreshes the
+summary of the last, partial page in place, so a cache that grows by one token per step stays summarised.
+Selection is exact top-k with ties broken towards the lower page index; the kept pages are returned in
+ascending order, padded with -1.
+
+Bytes per step and KV head: dense reads 2·N·D elements; this reads 2·P·D summary elements
+(N·D / page_size·2) plus 2·budget·N·D kept K/V elements, e.g. 3/16 of dense at page 16, budget 1/8.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from fractions import Fraction
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU installs: the reference below is the implementation
+    triton = None
+
+
+def _budget_fraction(budget: float) -> Fraction:
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget must be in (0, 1], got {budget}")
+    return Fraction(budget).limit_denominator(1024)
+
+
+def kept_pages(n_pages: torch.Tensor, budget: float, sink_pages: int, recent_pages: int) -> torch.Tensor:
+    """Pages kept per row: ceil(budget · n_pages), at least sink + recent, at most n_pages (exact integers)."""
+    frac = _budget_fraction(budget)
+    k = (n_pages * frac.numerator + frac.denominator - 1) // frac.denominator
+    return torch.minimum(k.clamp(min=sink_pages + recent_pages), n_pages)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Plain-torch reference (CPU path and test oracle)
+# ----------------------------------------------------------------------------------------------------
+
+
+def refresh_last_page_reference(
+    keys: torch.Tensor, kmin: torch.Tensor, kmax: torch.Tensor, lengths: torch.Tensor, page_size: int
+) -> None:
+    """Recompute (min, max) of each row's last, partial page in place: reads at most page_size keys."""
+    for b, n in enumerate(lengths.tolist()):
+        last = (n - 1) // page_size
+        page = keys[b, :, last * page_size : n].float()  # [H, <=page, D]
+        kmin[b, :, last] = page.amin(dim=1).to(kmin.dtype)
+        kmax[b, :, last] = page.amax(dim=1).to(kmax.dtype)
+
+
+def page_scores_reference(
+    q: torch.Tensor,
+    kmin: torch.Tensor,
+    kmax: torch.Tensor,
+    lengths: torch.Tensor,
+    page_size: int,
+    sink_pages: int,
+    recent_pages: int,
+) -> torch.Tensor:
+    """[B, Hkv, P] float32 page scores; forced pages +inf, pages past the length -inf.
+
+    Reads 2·P·D summary elements per KV head (1/page_size of the keys, twice).
+    """
+    b, hq, d = q.shape
+    hkv, p = kmin.shape[1], kmin.shape[2]
+    qg = q.float().view(b, hkv, hq // hkv, 1, d)  # [B, Hkv, G, 1, D]
+    bound = torch.maximum(qg * kmin.float()[:, :, None], qg * kmax.float()[:, :, None])  # [B, Hkv, G, P, D]
+    scores = bound.sum(dim=-1).sum(dim=2)  # [B, Hkv, P]
+    page = torch.arange(p, device=q.device)
+    n = ((lengths.to(q.device) + page_size - 1) // page_size).view(b, 1, 1)
+    forced = (page < sink_pages) | (page >= n - recent_pages)
+    scores = torch.where(forced, torch.inf, scores)
+    return torch.where(page < n, scores, -torch.inf)
+
+
+def select_pages_reference(scores: torch.Tensor, k: torch.Tensor, slots: int) -> torch.Tensor:
+    """The k[b] best pages of each row (ties to the lower index), ascending, padded with -1 to `slots`."""
+    b, h, p = scores.shape
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
+    rank = torch.arange(p, device=scores.device)
+    chosen = torch.where(rank < k.to(scores.device).view(b, 1, 1), order, p).sort(dim=-1).values[..., :slots]
+    if chosen.shape[-1] < slots:
+        chosen = torch.nn.functional.pad(chosen, (0, slots - chosen.shape[-1]), value=p)
+    return torch.where(chosen == p, -1, chosen).to(torch.int32)
+
+
+def attend_pages_reference(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    pages: torch.Tensor,
+    lengths: torch.Tensor,
+    page_size: int,
+    scale: float,
+) -> torch.Tensor:
+    """Softmax attention of q [B, Hq, D] over the listed pages only -> [B, Hq, D] in q's dtype.
+
+    Reads the kept pages' K and V once (2·kept·page_size·D elements per KV head).
+    """
+    b, hq, d = q.shape
+    hkv = keys.shape[1]
+    tok = pages.long()[..., None] * page_size + torch.arange(page_size, device=q.device)  # [B, Hkv, S, page]
+    tok = tok.flatten(2)
+    valid = (tok >= 0) & (tok < lengths.to(q.device).view(b, 1, 1))
+    idx = tok.clamp(0, keys.shape[2] - 1)[..., None].expand(-1, -1, -1, d)
+    k_sel = keys.gather(2, idx).float()  # [B, Hkv, T, D]
+    v_sel = values.gather(2, idx).float()
+    qg = q.float().view(b, hkv, hq // hkv, d)
+    logits = torch.einsum("bhgd,bhtd->bhgt", qg, k_sel) * scale
+    logits = logits.masked_fill(~valid[:, :, None], -torch.inf)
+    out = torch.einsum("bhgt,bhtd->bhgd", torch.softmax(logits, dim=-1), v_sel)
+    return out.reshape(b, hq, d).to(q.dtype)
+
+
+def sparse_decode_reference(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    kmin: torch.Tensor,
+    kmax: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    page_size: int,
+    budget: float,
+    sink_pages: int = 1,
+    recent_pages: int = 1,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference of :func:`sparse_decode`: (out [B, Hq, D], kept pages [B, Hkv, slots] int32)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    refresh_last_page_reference(keys, kmin, kmax, lengths, page_size)
+    scores = page_scores_reference(q, kmin, kmax, lengths, page_size, sink_pages, recent_pages)
+    n_pages = (lengths.to(q.device).long() + page_size - 1) // page_size
+    k = kept_pages(n_pages, budget, sink_pages, recent_pages)
+    pages = select_pages_reference(scores, k, _slots(kmin.shape[2], budget, sink_pages, recent_pages))
+    return attend_pages_reference(q, keys, values, pages, lengths, page_size, scale), pages
+
+
+def _slots(pages: int, budget: float, sink_pages: int, recent_pages: int) -> int:
+    """Static size of the kept-page list: the most pages any row can keep at this capacity."""
+    return int(kept_pages(torch.tensor(pages), budget, sink_pages, recent_pages))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------------------------------
+
+if triton is not None:
+
+    @triton.jit
+    def _kept(length, PAGE: tl.constexpr, NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr,
+              RECENT: tl.constexpr):
+        n_pages = (length + PAGE - 1) // PAGE
+        return tl.minimum(tl.maximum((n_pages * NUM + DEN - 1) // DEN, SINK + RECENT), n_pages)
+
+    @triton.jit
+    def _top_pages(score_ptr, idx_ptr, P, k, SLOTS, P_BLOCK: tl.constexpr, SLOT_BLOCK: tl.constexpr):
+        """Exact top-k of one row of scores by bisection on order-preserving int32 keys (32 count passes);
+        writes the kept page indices ascending, then -1 up to SLOTS."""
+        offs = tl.arange(0, P_BLOCK)
+        s = tl.load(score_ptr + offs, mask=offs < P, other=float("-inf"), cache_modifier=".cg")
+        bits = s.to(tl.int32, bitcast=True)
+        key = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)  # same order as the floats
+        lo = tl.full([], -2147483648, tl.int64)  # invariant: count(key >= lo) >= k
+        hi = tl.full([], 2147483647, tl.int64)
+        for _ in tl.static_range(32):
+            mid = lo + (hi - lo + 1) // 2
+            ok = tl.sum((key >= mid.to(tl.int32)).to(tl.int32), axis=0) >= k
+            lo = tl.where(ok, mid, lo)
+            hi = tl.where(ok, hi, mid - 1)
+        kth = lo.to(tl.int32)
+        gt = key > kth
+        eq = key == kth
+        need = k - tl.sum(gt.to(tl.int32), axis=0)
+        take = gt | (eq & (tl.cumsum(eq.to(tl.int32), axis=0) <= need))  # ties: lower page index first
+        pos = tl.cumsum(take.to(tl.int32), axis=0) - 1
+        tl.store(idx_ptr + pos, offs, mask=take & (pos < SLOTS))
+        pad = tl.arange(0, SLOT_BLOCK)
+        tl.store(idx_ptr + pad, tl.full([SLOT_BLOCK], -1, tl.int32), mask=(pad >= k) & (pad < SLOTS))
+
+    @triton.jit
+    def _score_kernel(
+        q_ptr, k_ptr, kmin_ptr, kmax_ptr, len_ptr, score_ptr,
+        sqb, sqh, skb, skh, skn, ssb, ssh, ssp, P,
+        HKV: tl.constexpr, G: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr, BLOCK_P: tl.constexpr,
+        SINK: tl.constexpr, RECENT: tl.constexpr,
+    ):
+        """Quest bounds of a block of pages of one (row, KV head), summed over its query group."""
+        pid_bh = tl.program_id(0)
+        b = pid_bh // HKV
+        h = pid_bh % HKV
+        offs_d = tl.arange(0, D)
+        length = tl.load(len_ptr + b)
+        n_pages = (length + PAGE - 1) // PAGE
+        summ = b * ssb + h * ssh
+        first = tl.program_id(1) * BLOCK_P
+        last = n_pages - 1
+        if (last >= first) & (last < first + BLOCK_P):  # refresh the partial last page (<= PAGE keys)
+            offs_t = last * PAGE + tl.arange(0, PAGE)
+            tmask = offs_t < length
+            kt = tl.load(k_ptr + b * skb + h * skh + offs_t[:, None] * skn + offs_d[None, :],
+                         mask=tmask[:, None], other=0.0).to(tl.float32)
+            lo = tl.min(tl.where(tmask[:, None], kt, float("inf")), axis=0)
+            hi = tl.max(tl.where(tmask[:, None], kt, float("-inf")), axis=0)
+            tl.store(kmin_ptr + summ + last * ssp + offs_d, lo.to(kmin_ptr.dtype.element_ty))
+            tl.store(kmax_ptr + summ + last * ssp + offs_d, hi.to(kmax_ptr.dtype.element_ty))
+        offs_p = first + tl.arange(0, BLOCK_P)
+        pmask = offs_p < n_pages
+        sp = summ + offs_p[:, None] * ssp + offs_d[None, :]
+        lo = tl.load(kmin_ptr + sp, mask=pmask[:, None], other=0.0).to(tl.float32)  # [BLOCK_P, D]
+        hi = tl.load(kmax_ptr + sp, mask=pmask[:, None], other=0.0).to(tl.float32)
+        score = tl.zeros([BLOCK_P], dtype=tl.float32)
+        for g in tl.static_range(G):
+            qg = tl.load(q_ptr + b * sqb + (h * G + g) * sqh + offs_d).to(tl.float32)
+            score += tl.sum(tl.maximum(qg[None, :] * lo, qg[None, :] * hi), axis=1)
+        forced = (offs_p < SINK) | (offs_p >= n_pages - RECENT)  # the last page's score is never used
+        score = tl.where(forced, float("inf"), score)
+        score = tl.where(pmask, score, float("-inf"))
+        tl.store(score_ptr + pid_bh * P + offs_p, score, mask=offs_p < P)
+
+    @triton.jit
+    def _select_kernel(
+        score_ptr, len_ptr, idx_ptr, P, SLOTS,
+        HKV: tl.constexpr, PAGE: tl.constexpr, P_BLOCK: tl.constexpr, SLOT_BLOCK: tl.constexpr,
+        NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr, RECENT: tl.constexpr,
+    ):
+        """Kept pages of one (row, KV head). A launch of its own: fusing it into the score kernel as a
+        last-block tail measured slower on the H100 (one SM then runs the whole selection after a barrier)."""
+        pid_bh = tl.program_id(0)
+        k = _kept(tl.load(len_ptr + pid_bh // HKV), PAGE, NUM, DEN, SINK, RECENT)
+        _top_pages(score_ptr + pid_bh * P, idx_ptr + pid_bh * SLOTS, P, k, SLOTS, P_BLOCK, SLOT_BLOCK)
+
+    @triton.jit
+    def _attend_merge_kernel(
+        q_ptr, k_ptr, v_ptr, idx_ptr, len_ptr, o_ptr, ml_ptr, out_ptr, count_ptr,
+        sqb, sqh, skb, skh, skn, svb, svh, svn, sob, soh, SLOTS, NSPLIT, scale,
+        HKV: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr,
+        BLOCK_N: tl.constexpr, SPLIT_SLOTS: tl.constexpr, S_BLOCK: tl.constexpr,
+        NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr, RECENT: tl.constexpr,
+    ):
+        """One (row, KV head, split): online softmax of the G grouped queries over SPLIT_SLOTS kept pages;
+        the last split to finish merges the partials with log-sum-exp weights (Flash-Decoding)."""
+        pid_bh = tl.program_id(0)
+        split = tl.program_id(1)
+        b = pid_bh // HKV
+        h = pid_bh % HKV
+        length = tl.load(len_ptr + b)
+        k = _kept(length, PAGE, NUM, DEN, SINK, RECENT)
+        offs_g = tl.arange(0, G_PAD)
+        offs_d = tl.arange(0, D)
+        offs_n = tl.arange(0, BLOCK_N)
+        q = tl.load(q_ptr + b * sqb + (h * G + offs_g)[:, None] * sqh + offs_d[None, :],
+                    mask=(offs_g < G)[:, None], other=0.0)
+        m_i = tl.full([G_PAD], float("-inf"), tl.float32)
+        l_i = tl.zeros([G_PAD], tl.float32)
+        acc = tl.zeros([G_PAD, D], tl.float32)
+        kbase = k_ptr + b * skb + h * skh
+        vbase = v_ptr + b * svb + h * svh
+        for s0 in range(0, SPLIT_SLOTS * PAGE, BLOCK_N):  # token offsets within this split's pages
+            slot = split * SPLIT_SLOTS + (s0 + offs_n) // PAGE
+            smask = slot < k
+            page = tl.load(idx_ptr + pid_bh * SLOTS + slot, mask=smask, other=0)
+            tok = page * PAGE + (s0 + offs_n) % PAGE
+            tmask = smask & (tok < length)
+            kt = tl.load(kbase + tok[:, None] * skn + offs_d[None, :], mask=tmask[:, None], other=0.0)
+            vt = tl.load(vbase + tok[:, None] * svn + offs_d[None, :], mask=tmask[:, None], other=0.0)
+            qk = tl.dot(q, tl.trans(kt)) * scale  # [G_PAD, BLOCK_N] fp32
+            qk = tl.where(tmask[None, :], qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            alpha = tl.exp(m_i - m_safe)
+            p = tl.exp(qk - m_safe[:, None])
+            l_i = l_i * alpha + tl.sum(p, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
+            m_i = m_new
+        part = (pid_bh * NSPLIT + split) * G_PAD + offs_g
+        tl.store(o_ptr + part[:, None] * D + offs_d[None, :], acc)
+        tl.store(ml_ptr + part * 2, m_i)
+        tl.store(ml_ptr + part * 2 + 1, l_i)
+        tl.debug_barrier()
+        ticket = tl.atomic_add(count_ptr + pid_bh, 1, sem="acq_rel", scope="gpu")
+        if ticket == NSPLIT - 1:
+            offs_s = tl.arange(0, S_BLOCK)
+            smask = offs_s < NSPLIT
+            for g in tl.static_range(G):
+                spart = (pid_bh * NSPLIT + offs_s) * G_PAD + g
+                m = tl.load(ml_ptr + spart * 2, mask=smask, other=float("-inf"), cache_modifier=".cg")
+                l = tl.load(ml_ptr + spart * 2 + 1, mask=smask, other=0.0, cache_modifier=".cg")
+                o = tl.load(o_ptr + spart[:, None] * D + offs_d[None, :], mask=smask[:, None], other=0.0,
+                            cache_modifier=".cg")
+                w = tl.where(m == float("-inf"), 0.0, tl.exp(m - tl.max(m, axis=0)))
+                out = tl.sum(o * w[:, None], axis=0) / tl.sum(l * w, axis=0)
+                tl.store(out_ptr + b * sob + (h * G + g) * soh + offs_d, out.to(out_ptr.dtype.element_ty))
+            tl.atomic_xchg(count_ptr + pid_bh, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+
+
+def _counters(device: torch.device, n: int) -> torch.Tensor:
+    """Zeroed int32 tickets the kernels re-arm themselves; allocated once (outside any graph capture)."""
+    have = _COUNTERS.get(device)
+    if have is None or have.numel() < n:
+        _COUNTERS[device] = have = torch.zeros(max(n, 1024), device=device, dtype=torch.int32)
+    return have
+
+
+def _select_warps(p_block: int) -> int:
+    """Warps of the select kernel: at most 16 scores per thread for its 32 counting passes."""
+    return min(16, max(4, p_block // 512))
+
+
+def _use_triton(x: torch.Tensor) -> bool:
+    return triton is not None and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _check(q, keys, values, kmin, kmax, lengths, page_size, sink_pages, recent_pages) -> None:
+    if q.dim() != 3 or keys.dim() != 4 or values.shape != keys.shape:
+        raise ValueError(f"want q [B, Hq, D], keys/values [B, Hkv, N, D]; got {tuple(q.shape)}, "
+                         f"{tuple(keys.shape)}, {tuple(values.shape)}")
+    b, hq, d = q.shape
+    if keys.shape[0] != b or keys.shape[3] != d or hq % keys.shape[1]:
+        raise ValueError(f"q {tuple(q.shape)} does not match keys {tuple(keys.shape)} (Hq must be a multiple of Hkv)")
+    pages = -(-keys.shape[2] // page_size)
+    if kmin.shape != kmax.shape or tuple(kmin.shape) != (b, keys.shape[1], pages, d):
+        raise ValueError(f"summaries must be [B, Hkv, {pages}, D]; got {tuple(kmin.shape)}")
+    if lengths.shape != (b,):
+        raise ValueError(f"lengths must be [B]={b}; got {tuple(lengths.shape)}")
+    if sink_pages < 0 or recent_pages < 1:
+        raise ValueError(f"need sink_pages >= 0 and recent_pages >= 1; got {sink_pages}, {recent_pages}")
+
+
+def sparse_decode(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    kmin: torch.Tensor,
+    kmax: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    page_size: int,
+    budget: float,
+    sink_pages: int = 1,
+    recent_pages: int = 1,
+    scale: float | None = None,
+    return_pages: bool = False,
+):
+    """Sparse decode attention for one new token per row.
+
+    q: [B, Hq, D]; keys, values: [B, Hkv, N, D] cache buffers (last dim contiguous; rows past
+    ``lengths[b]`` are ignored, so static caches work); kmin/kmax: [B, Hkv, ceil(N/page_size), D]
+    summaries (refreshed in place for each row's last page); lengths: [B] int tokens valid, the new
+    token included. Nothing here syncs with the host, so a decode step using it can be CUDA-graph captured;
+    calls share per-device ticket counters, so do not run two at once on different streams.
+    Returns out [B, Hq, D] (and the kept pages [B, Hkv, slots] int32, ascending, -1 padded, if asked).
+    Runs the Triton kernels on CUDA (or under TRITON_INTERPRET=1), the plain-torch reference otherwise.
+    """
+    _check(q, keys, values, kmin, kmax, lengths, page_size, sink_pages, recent_pages)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    d = q.shape[-1]
+    strided = all(t.stride(-1) == 1 for t in (q, keys, values, kmin, kmax))
+    if not _use_triton(q) or d & (d - 1) or page_size & (page_size - 1) or not strided:
+        out, pages = sparse_decode_reference(q, keys, values, kmin, kmax, lengths, page_size=page_size,
+                                             budget=budget, sink_pages=sink_pages, recent_pages=recent_pages,
+                                             scale=scale)
+        return (out, pages) if return_pages else out
+    b, hq, _ = q.shape
+    hkv, p = kmin.shape[1], kmin.shape[2]
+    g = hq // hkv
+    frac = _budget_fraction(budget)
+    slots = _slots(p, budget, sink_pages, recent_pages)
+    lengths = lengths.to(torch.int32)
+    consts = dict(NUM=frac.numerator, DEN=frac.denominator, SINK=sink_pages, RECENT=recent_pages)
+
+    counts = _counters(q.device, b * hkv)
+    scores = torch.empty(b, hkv, p, device=q.device, dtype=torch.float32)
+    pages = torch.empty(b, hkv, slots, device=q.device, dtype=torch.int32)
+    block_p = 64
+    _score_kernel[(b * hkv, triton.cdiv(p, block_p))](
+        q, keys, kmin, kmax, lengths, scores,
+        q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
+        kmin.stride(0), kmin.stride(1), kmin.stride(2), p,
+        HKV=hkv, G=g, D=d, PAGE=page_size, BLOCK_P=block_p, SINK=sink_pages, RECENT=recent_pages, num_warps=4,
+    )
+    p_block = triton.next_power_of_2(p)
+    _select_kernel[(b * hkv,)](
+        scores, lengths, pages, p, slots,
+        HKV=hkv, PAGE=page_size, P_BLOCK=p_block, SLOT_BLOCK=triton.next_power_of_2(slots),
+        num_warps=_select_warps(p_block), **consts,
+    )
+    # Split-K: enough (row, head, split) programs to fill the SMs about four times over; the pages per
+    # split is a power of two so that a growing cache compiles few variants.
+    block_n = max(64, page_size)
+    per_block = block_n // page_size
+    programs = 4 * (_sm_count(q.device.index or 0) if q.is_cuda else 1)
+    split_slots = max(per_block, triton.next_power_of_2(-(-slots * b * hkv // programs)))
+    nsplit = -(-slots // split_slots)
+    g_pad = max(16, triton.next_power_of_2(g))
+    o_part = torch.empty(b * hkv * nsplit * g_pad, d, device=q.device, dtype=torch.float32)
+    ml_part = torch.empty(b * hkv * nsplit * g_pad, 2, device=q.device, dtype=torch.float32)
+    out = torch.empty(b, hq, d, device=q.device, dtype=q.dtype)
+    _attend_merge_kernel[(b * hkv, nsplit)](
+        q, keys, values, pages, lengths, o_part, ml_part, out, counts,
+        q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2), out.stride(0), out.stride(1),
+        slots, nsplit, scale,
+        HKV=hkv, G=g, G_PAD=g_pad, D=d, PAGE=page_size, BLOCK_N=block_n, SPLIT_SLOTS=split_slots,
+        S_BLOCK=triton.next_power_of_2(nsplit), num_warps=4, **consts,
+    )
+    return (out, pages) if return_pages else out

