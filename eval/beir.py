@@ -11,6 +11,7 @@ import numpy as np
 from eval.metrics import evaluate
 from eval.provenance import provenance
 from eval.runs import Run, write_trec
+from indexer.chunking import passage_text
 from indexer.readers import read_corpus, read_qrels, read_queries
 from retriever.brute import DenseBruteForce, SparseBruteForce
 from retriever.factory import make_encoder
@@ -18,11 +19,6 @@ from sprig.config import SprigConfig
 from sprig.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-def passage_text(title: str, text: str) -> str:
-    """BEIR's convention for title-bearing corpora (and pyserini's "flat" BM25): title, a space, text."""
-    return f"{title} {text}".strip() if title else text
 
 
 def brute_force(kind: str, config: SprigConfig, texts: list[str], progress: bool):
@@ -88,7 +84,7 @@ def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: 
     if not qids:
         raise InputError(f"none of the {len(qrels)} judged queries of split '{split}' is in queries.jsonl", str(data_dir))
     docs = list(read_corpus(data_dir, fmt="beir"))
-    texts = [passage_text(d.title, d.text) for d in docs]
+    texts = [passage_text(d) for d in docs]
 
     t0 = time.perf_counter()
     if index is not None:

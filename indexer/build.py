@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from indexer.chunking import Passage, to_passages
+from indexer.chunking import Passage, passage_text, to_passages
 from indexer.dense_index import DenseIndex, recall_at_k
 from indexer.docstore import DocStore
 from indexer.manifest import DOCSTORE, MANIFEST, write_manifest
@@ -49,11 +49,6 @@ class BuildReport:
     seconds: float
     resumed_shards: int = 0
     dense_recall: dict = field(default_factory=dict)
-
-
-def passage_text(p) -> str:
-    """What the encoders see: title and text, as BEIR and pyserini index them."""
-    return f"{p.title} {p.text}".strip() if p.title else p.text
 
 
 def sparse_names(config: SprigConfig) -> list[str]:

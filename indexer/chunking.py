@@ -17,6 +17,11 @@ class Passage:
     metadata: dict = field(default_factory=dict)
 
 
+def passage_text(item: Document | Passage) -> str:
+    """What the encoders see: title, a space, text (BEIR's convention and pyserini's "flat" BM25)."""
+    return f"{item.title} {item.text}".strip() if item.title else item.text
+
+
 def to_passages(docs: Iterable[Document], tokenizer=None, max_tokens: int = 0, overlap: int = 0) -> Iterator[Passage]:
     """One passage per document when ``max_tokens`` is 0, else windows of ``max_tokens`` tokens that
     overlap by ``overlap`` tokens. Passage ids are ``<doc id>`` or ``<doc id>#<chunk number>``.

@@ -180,7 +180,7 @@ class Searcher:
 
     def add(self, passages: Sequence) -> np.ndarray:
         """Encode, store and index new passages; they are visible to the next search and persisted."""
-        from indexer.build import passage_text
+        from indexer.chunking import passage_text
 
         self._require_writable()
         texts = [passage_text(p) for p in passages]

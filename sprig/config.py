@@ -61,10 +61,10 @@ class IndexConfig(BaseModel):
 
 
 class FusionConfig(BaseModel):
-    """Hybrid retrieval. Defaults: the best of a grid search on scifact train qrels (docs/benchmarks/hybrid.md)."""
+    """Hybrid retrieval. Defaults: the best of a grid search on scifact train + nfcorpus dev qrels (docs/benchmarks/hybrid.md)."""
 
     method: Literal["convex", "rrf"] = "convex"
-    weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 0.3, "splade": 0.3, "dense": 0.4})
+    weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 0.3, "splade": 0.25, "dense": 0.45})
     depth: int = Field(1000, ge=1, le=10000)  # candidates taken from each retriever before fusing
     rrf_k: float = Field(60.0, gt=0)
 

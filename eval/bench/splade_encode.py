@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.beir import passage_text
 from eval.provenance import provenance
+from indexer.chunking import passage_text
 from indexer.readers import read_corpus
 from retriever.encoders.splade import SpladeEncoder, splade_reference
 
@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     docs = [d for _, d in zip(range(args.docs), read_corpus(args.data))]
-    texts = [passage_text(d.title, d.text) for d in docs]
+    texts = [passage_text(d) for d in docs]
     enc = SpladeEncoder(device="cpu", batch_size=args.batch_size)
     rows = [measure(enc, texts, n) for n in (256, 512)]
     report = {"docs": len(texts), "threads": args.threads, "batch_size": args.batch_size, "vocab_chunk": enc.vocab_chunk,
