@@ -24,9 +24,24 @@ _CHECKED_DIRS = ("sparse", "dense")
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_record(path: Path) -> dict:
+    """What a manifest records of a file: its size and SHA-256."""
+    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def check_file(path: Path, want: dict, verify: bool, manifest: Path) -> None:
+    """Raise IndexCorrupt naming ``path`` unless it exists with the recorded size (and hash, with ``verify``)."""
+    if not path.is_file():
+        raise IndexCorrupt(f"{path}: listed in {manifest} but missing")
+    if path.stat().st_size != want["size"]:
+        raise IndexCorrupt(f"{path}: {path.stat().st_size} bytes, the manifest says {want['size']} ({manifest}; truncated or replaced)")
+    if verify and _sha256(path) != want["sha256"]:
+        raise IndexCorrupt(f"{path}: SHA-256 does not match {manifest} (the file was modified)")
 
 
 def checksums(index_dir: Path) -> dict[str, dict]:
@@ -35,7 +50,7 @@ def checksums(index_dir: Path) -> dict[str, dict]:
     for sub in _CHECKED_DIRS:
         for path in sorted((index_dir / sub).rglob("*")):
             if path.is_file():
-                out[path.relative_to(index_dir).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+                out[path.relative_to(index_dir).as_posix()] = file_record(path)
     return out
 
 
@@ -66,11 +81,5 @@ def read_manifest(index_dir: str | Path, verify: bool = False) -> dict:
     if not (index_dir / DOCSTORE).is_file():
         raise IndexCorrupt(f"{index_dir / DOCSTORE}: passage store missing")
     for rel, want in manifest.get("checksums", {}).items():
-        file = index_dir / rel
-        if not file.is_file():
-            raise IndexCorrupt(f"{file}: listed in the manifest but missing")
-        if file.stat().st_size != want["size"]:
-            raise IndexCorrupt(f"{file}: {file.stat().st_size} bytes, the manifest says {want['size']}")
-        if verify and _sha256(file) != want["sha256"]:
-            raise IndexCorrupt(f"{file}: SHA-256 does not match the manifest")
+        check_file(index_dir / rel, want, verify, path)
     return manifest

@@ -25,7 +25,6 @@ scores are within the rounding error (about scale / 2 per shared term); see docs
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.manifest import check_file, file_record
 from retriever import sparse_kernels as kernels
 from sprig.errors import IndexCorrupt, SprigError
 from sprig.types import SparseVec
@@ -50,14 +50,6 @@ SCORE_LIMIT = 2**31 - 1  # int32 accumulators
 SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_last", "chunk_bits", "chunk_pos", "words", "impacts", "range_max")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -71,7 +63,7 @@ def _save(path: Path, array: np.ndarray) -> dict:
         np.save(fh, array)
         fh.flush()
         os.fsync(fh.fileno())
-    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+    return file_record(path)
 
 
 # --- quantisation ---------------------------------------------------------------------------------
@@ -191,12 +183,7 @@ def load_segment(index_dir: Path, entry: dict, manifest: dict, verify: bool) -> 
     arrays = {}
     for rel, want in listed.items():
         path = index_dir / rel
-        if not path.is_file():
-            raise IndexCorrupt(f"{path}: listed in {index_dir / MANIFEST} but missing")
-        if path.stat().st_size != want["size"]:
-            raise IndexCorrupt(f"{path}: {path.stat().st_size} bytes, the manifest says {want['size']} (truncated or replaced)")
-        if verify and _sha256(path) != want["sha256"]:
-            raise IndexCorrupt(f"{path}: SHA-256 does not match {index_dir / MANIFEST} (the file was modified)")
+        check_file(path, want, verify, index_dir / MANIFEST)
         try:
             arrays[Path(rel).stem] = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
