@@ -19,7 +19,8 @@ Quantisation: a document weight w becomes the impact ``round(w / scale)`` clippe
 ``scale`` is fixed when the index is created (largest weight / 255, so nothing clips) and reused by
 every later segment. Weights below scale / 2 become 0 and are dropped. Query weights become integers
 ``round(w * factor)`` with the largest at 65,535 unless the sum of query weights × 255 would pass
-2^31 - 1, so scores are exact int32 sums and rankings equal brute-force dot products over the same
+2^24 - 1, so scores are exact int32 sums, and exact float32 sums too (a Lucene impact index given
+the same integers ranks identically) and rankings equal brute-force dot products over the same
 integers, ties broken by the smaller doc number. Against float weights, a document moves only when two
 scores are within the rounding error (about scale / 2 per shared term); see docs/sparse-index.md.
 """
@@ -46,7 +47,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 MAX_IMPACT = 255
 MAX_QUERY_LEVEL = 65_535
-SCORE_LIMIT = 2**31 - 1  # int32 accumulators
+SCORE_LIMIT = 2**24 - 1  # every score is exact in int32 and in float32 (Lucene sums float32 scores)
 SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_last", "chunk_bits", "chunk_pos", "words", "impacts", "range_max")
 
 
