@@ -43,12 +43,12 @@ from sprig.types import SparseVec
 log = logging.getLogger(__name__)
 
 FORMAT = "sprig-sparse"
-VERSION = 1
+VERSION = 2  # 2: PFOR doc gaps with in-stream widths (1: plain frame-of-reference gaps and chunk_bits.npy)
 MANIFEST = "manifest.json"
 MAX_IMPACT = 255
 MAX_QUERY_LEVEL = 65_535
 SCORE_LIMIT = 2**24 - 1  # every score is exact in int32 and in float32 (Lucene sums float32 scores)
-SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_last", "chunk_bits", "chunk_pos", "words", "impacts", "range_max")
+SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_last", "chunk_pos", "words", "impacts", "range_max")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,10 +133,16 @@ def build_segment(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, do
 
 
 def _pack(doc_numbers: np.ndarray, term_ptr: np.ndarray, docs: np.ndarray, imps: np.ndarray, range_shift: int) -> dict[str, np.ndarray]:
-    term_chunk, chunk_last, chunk_bits, chunk_pos, words = kernels.pack(term_ptr, docs, imps)
+    term_chunk, chunk_last, chunk_pos, words = kernels.pack(term_ptr, docs)
     rmax = kernels.range_max(term_ptr, docs, imps, range_shift, doc_numbers.size)
     return dict(doc_numbers=np.ascontiguousarray(doc_numbers, dtype=np.int64), term_ptr=term_ptr, term_chunk=term_chunk,
-                chunk_last=chunk_last, chunk_bits=chunk_bits, chunk_pos=chunk_pos, words=words, impacts=imps, range_max=rmax)
+                chunk_last=chunk_last, chunk_pos=chunk_pos, words=words, impacts=imps, range_max=rmax)
+
+
+def unpack(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's postings in term order: (doc ids int32, impacts uint8)."""
+    docs = kernels.unpack(arrays["words"], arrays["term_ptr"], arrays["term_chunk"], arrays["chunk_last"], arrays["chunk_pos"])
+    return docs, np.asarray(arrays["impacts"])
 
 
 def merge_segments(segments: Sequence[tuple[dict[str, np.ndarray], np.ndarray]], vocab_size: int, range_shift: int = kernels.RANGE_SHIFT) -> dict[str, np.ndarray]:
@@ -146,11 +152,11 @@ def merge_segments(segments: Sequence[tuple[dict[str, np.ndarray], np.ndarray]],
     for arrays, deleted in segments:
         live = deleted == 0
         remap = np.cumsum(live, dtype=np.int64) - 1 + base
-        docs = kernels.unpack(arrays["words"], arrays["term_ptr"], arrays["term_chunk"], arrays["chunk_last"], arrays["chunk_bits"], arrays["chunk_pos"])
+        docs, imps = unpack(arrays)
         terms = np.repeat(np.arange(vocab_size, dtype=np.int32), np.diff(arrays["term_ptr"]))
         terms_all.append(terms)
         docs_all.append(remap[docs].astype(np.int32))
-        imps_all.append(np.where(live[docs], np.asarray(arrays["impacts"]), np.uint8(0)))  # zero impacts are dropped
+        imps_all.append(np.where(live[docs], imps, np.uint8(0)))  # zero impacts are dropped
         numbers.append(np.asarray(arrays["doc_numbers"])[live])
         base += int(live.sum())
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
@@ -206,7 +212,7 @@ def _check_shapes(seg_dir: Path, a: dict[str, np.ndarray], entry: dict, vocab_si
         "impacts": ((entry["postings"],), np.uint8),
     }
     n_chunks = int(a["term_chunk"][-1]) if a["term_chunk"].size else -1
-    want |= {"chunk_last": ((n_chunks,), np.int32), "chunk_bits": ((n_chunks,), np.uint8), "chunk_pos": ((n_chunks + 1,), np.int64),
+    want |= {"chunk_last": ((n_chunks,), np.int32), "chunk_pos": ((n_chunks + 1,), np.int64),
              "range_max": ((vocab_size, n_ranges(entry["docs"], range_shift)), np.uint8)}
     for key, (shape, dtype) in want.items():
         if a[key].shape != shape or a[key].dtype != dtype:
@@ -236,8 +242,8 @@ def read_manifest(index_dir: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IndexCorrupt(f"{path}: malformed JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        got = (manifest.get("format"), manifest.get("version")) if isinstance(manifest, dict) else manifest
-        raise IndexCorrupt(f"{path}: format/version {got!r}; this sprig reads {FORMAT!r} version {VERSION}")
+        got = f"format {manifest.get('format')!r} version {manifest.get('version')!r}" if isinstance(manifest, dict) else repr(manifest)
+        raise IndexCorrupt(f"{path}: {got}; this sprig reads {FORMAT!r} version {VERSION} only: rebuild the index from its vectors")
     return manifest
 
 

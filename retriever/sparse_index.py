@@ -55,7 +55,7 @@ class _Segment:
     def search(self, terms, vals, mu, first, scratch, ts, tn, m, k) -> int:
         a = self.arrays
         acc, sel = scratch
-        return kernels.search_segment(a["words"], a["impacts"], a["term_ptr"], a["term_chunk"], a["chunk_last"], a["chunk_bits"], a["chunk_pos"],
+        return kernels.search_segment(a["words"], a["impacts"], a["term_ptr"], a["term_chunk"], a["chunk_last"], a["chunk_pos"],
                                       a["range_max"], self.range_shift, a["doc_numbers"], self.deleted, terms, vals, float(mu), int(first),
                                       acc, sel, ts, tn, m, k)
 
@@ -156,9 +156,9 @@ class SparseIndex:
         mats, numbers = [], []
         for s in self.segments:
             a = s.arrays
-            docs = kernels.unpack(a["words"], a["term_ptr"], a["term_chunk"], a["chunk_last"], a["chunk_bits"], a["chunk_pos"])
+            docs, imps = fmt.unpack(a)
             terms = np.repeat(np.arange(self.vocab_size, dtype=np.int32), np.diff(a["term_ptr"]))
-            mat = csr_matrix((np.asarray(a["impacts"], np.int32), (docs, terms)), shape=(s.deleted.size, self.vocab_size))
+            mat = csr_matrix((imps.astype(np.int32), (docs, terms)), shape=(s.deleted.size, self.vocab_size))
             live = s.deleted == 0
             mats.append(mat[live])
             numbers.append(np.asarray(a["doc_numbers"])[live])

@@ -1,12 +1,14 @@
 """numba hot loops of the sparse inverted index: building, bit packing and exact/approximate top-k.
 
 Posting layout (one segment): each term's postings are cut into chunks of ``CHUNK`` postings
-(the last one shorter). A chunk stores ``gap - 1`` of its internal doc ids as one frame-of-reference
-bit-packed run (Goldstein et al., "Compressing relations and indexes", ICDE 1998; the 128-posting
-blocks of Lemire & Boytsov, "Decoding billions of integers per second", 2015) with its bit width and
-last doc id (for skipping). Impacts are a plain uint8 array aligned with the postings: bit-packing
-them per chunk saved < 1% on SPLADE-like weights (chunk maxima are near 255) and slowed decoding. Words are
-uint32, read as 64-bit windows, so the packed stream carries two words of padding.
+(the last one shorter). A chunk stores ``gap - 1`` of its internal doc ids as one PFOR block
+(patched frame of reference: Zukowski et al., "Super-scalar RAM-CPU cache compression", ICDE 2006;
+the 128-posting blocks of Lemire & Boytsov, "Decoding billions of integers per second", 2015): a
+header (low width, high width, exception count), the low bits of every value, then each exception's
+position and high bits; its last doc id is kept apart for skipping. Impacts are a plain uint8 array
+aligned with the postings: packing them per chunk saved 2-6% of their bytes on SPLADE-like weights
+(chunk maxima are near 255) and slowed search by a quarter or more. Words are uint32, read as 64-bit
+windows, so the packed stream carries two words of padding.
 
 Search (``search_segment``) bounds each range of 2^shift doc ids by sum_t q_t * (the term's largest
 impact in the range), scores the best-bounded ranges first to get a k-th score, then every range
@@ -23,6 +25,9 @@ CHUNK = 128
 RANGE_SHIFT = 11  # default 2^11 doc ids per range: the unit of upper bounds
 FIRST_RANGES = 8  # ranges scored before the threshold is first used
 TILE = 1 << 15  # doc ids per pass when every range is scored: 128 KiB of accumulators
+POS_BITS = 7  # an exception's position in its chunk (CHUNK = 128)
+MAX_EXCEPTIONS = (1 << POS_BITS) - 1
+HEADER_BITS = 5 + 5 + POS_BITS  # per block: low width, high width, exception count
 
 
 @nb.njit(cache=True, inline="always")
@@ -83,30 +88,99 @@ def group_by_term(terms, imps, doc_ptr, docs, vocab_size):
 
 
 @nb.njit(cache=True)
-def pack(term_ptr, docs, imps):
-    """Chunk and bit-pack term-sorted postings. Returns the per-term chunk pointer and per-chunk arrays."""
+def _pfor_widths(vals, n):
+    """(width b, high width hb, exceptions e) minimising n·b + e·(POS_BITS + hb) for one block of n values."""
+    cnt = np.zeros(33, np.int64)
+    for i in range(n):
+        cnt[_bits(vals[i])] += 1
+    top = 32
+    while top > 0 and cnt[top] == 0:
+        top -= 1
+    best_b, best_e, best_cost = top, 0, n * top
+    above = 0
+    for b in range(top - 1, -1, -1):
+        above += cnt[b + 1]
+        if above > MAX_EXCEPTIONS:
+            break
+        cost = n * b + above * (POS_BITS + top - b)
+        if cost < best_cost:
+            best_b, best_e, best_cost = b, above, cost
+    return best_b, top - best_b, best_e
+
+
+@nb.njit(cache=True)
+def _pfor_size(vals, n):
+    b, hb, e = _pfor_widths(vals, n)
+    return HEADER_BITS + n * b + e * (POS_BITS + hb)
+
+
+@nb.njit(cache=True)
+def _pfor_put(words, p, vals, n):
+    """Write one block at bit ``p``: header (b, hb, e), n low b-bit values, then e (position, high bits) pairs."""
+    b, hb, e = _pfor_widths(vals, n)
+    _put(words, p, 5, b)
+    _put(words, p + 5, 5, hb)
+    _put(words, p + 10, POS_BITS, e)
+    p += HEADER_BITS
+    low = (np.int64(1) << b) - 1
+    for i in range(n):
+        _put(words, p, b, vals[i] & low)
+        p += b
+    for i in range(n):
+        if vals[i] >> b:
+            _put(words, p, POS_BITS, i)
+            _put(words, p + POS_BITS, hb, vals[i] >> b)
+            p += POS_BITS + hb
+    return p
+
+
+@nb.njit(cache=True, inline="always")
+def _pfor_get(words, p, n, out):
+    """Decode the block at bit ``p`` into out[:n]; returns the bit after it."""
+    b = _get(words, p, 5)
+    hb = _get(words, p + 5, 5)
+    e = _get(words, p + 10, POS_BITS)
+    p += HEADER_BITS
+    for i in range(n):
+        out[i] = _get(words, p, b)
+        p += b
+    for _ in range(e):
+        out[_get(words, p, POS_BITS) & (CHUNK - 1)] |= _get(words, p + POS_BITS, hb) << b
+        p += POS_BITS + hb
+    return p
+
+
+@nb.njit(cache=True)
+def _chunk_gaps(docs, term_start, start, end, gaps):
+    """One chunk's ``gap - 1`` values (int64) into gaps[:n]."""
+    prev = -1 if start == term_start else docs[start - 1]
+    for i in range(start, end):
+        gaps[i - start] = docs[i] - prev - 1
+        prev = docs[i]
+
+
+@nb.njit(cache=True)
+def pack(term_ptr, docs):
+    """Chunk and PFOR-pack the doc gaps of term-sorted postings.
+
+    Returns the per-term chunk pointer, each chunk's last doc id and bit offset, and the words."""
     vocab_size = term_ptr.size - 1
     term_chunk = np.zeros(vocab_size + 1, np.int64)
     for t in range(vocab_size):
         term_chunk[t + 1] = term_chunk[t] + (term_ptr[t + 1] - term_ptr[t] + CHUNK - 1) // CHUNK
     n_chunks = term_chunk[-1]
     chunk_last = np.empty(n_chunks, np.int32)
-    chunk_bits = np.empty(n_chunks, np.uint8)
     chunk_pos = np.empty(n_chunks + 1, np.int64)
+    gaps = np.empty(CHUNK, np.int64)
     pos = np.int64(0)
     for t in range(vocab_size):
         c = term_chunk[t]
         for start in range(term_ptr[t], term_ptr[t + 1], CHUNK):
             end = min(start + CHUNK, term_ptr[t + 1])
-            prev = -1 if start == term_ptr[t] else docs[start - 1]
-            gmax = 0
-            for i in range(start, end):
-                gmax = max(gmax, docs[i] - prev - 1)
-                prev = docs[i]
+            _chunk_gaps(docs, term_ptr[t], start, end, gaps)
             chunk_last[c] = docs[end - 1]
-            chunk_bits[c] = _bits(gmax)
             chunk_pos[c] = pos
-            pos += (end - start) * np.int64(chunk_bits[c])
+            pos += _pfor_size(gaps, end - start)
             c += 1
     chunk_pos[n_chunks] = pos
     words = np.zeros((pos + 31) // 32 + 2, np.uint32)
@@ -114,31 +188,26 @@ def pack(term_ptr, docs, imps):
         c = term_chunk[t]
         for start in range(term_ptr[t], term_ptr[t + 1], CHUNK):
             end = min(start + CHUNK, term_ptr[t + 1])
-            prev = -1 if start == term_ptr[t] else docs[start - 1]
-            p = chunk_pos[c]
-            gb = np.int64(chunk_bits[c])
-            for i in range(start, end):
-                _put(words, p, gb, docs[i] - prev - 1)
-                prev = docs[i]
-                p += gb
+            _chunk_gaps(docs, term_ptr[t], start, end, gaps)
+            _pfor_put(words, chunk_pos[c], gaps, end - start)
             c += 1
-    return term_chunk, chunk_last, chunk_bits, chunk_pos, words
+    return term_chunk, chunk_last, chunk_pos, words
 
 
 @nb.njit(cache=True)
-def unpack(words, term_ptr, term_chunk, chunk_last, chunk_bits, chunk_pos):
+def unpack(words, term_ptr, term_chunk, chunk_last, chunk_pos):
     """All doc ids back (int32, in term order, aligned with the impacts): for merging and checks."""
     docs = np.empty(term_ptr[-1], np.int32)
+    gaps = np.empty(CHUNK, np.int64)
     for t in range(term_ptr.size - 1):
         c0 = term_chunk[t]
         for c in range(c0, term_chunk[t + 1]):
             o = term_ptr[t] + (c - c0) * CHUNK
+            n = min(CHUNK, term_ptr[t + 1] - o)
             doc = np.int64(-1) if c == c0 else np.int64(chunk_last[c - 1])
-            p = chunk_pos[c]
-            gb = np.int64(chunk_bits[c])
-            for x in range(min(CHUNK, term_ptr[t + 1] - o)):
-                doc += _get(words, p, gb) + 1
-                p += gb
+            _pfor_get(words, chunk_pos[c], n, gaps)
+            for x in range(n):
+                doc += gaps[x] + 1
                 docs[o + x] = doc
     return docs
 
@@ -205,13 +274,14 @@ def range_max(term_ptr, docs, imps, shift, n_docs):
 
 
 @nb.njit(cache=True, nogil=True)
-def _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, chunk_pos, shift, q_terms, q_vals, ranges, sel, everything, n_docs, acc):
+def _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_pos, shift, q_terms, q_vals, ranges, sel, everything, n_docs, acc):
     """Add q * impact into ``acc[doc]`` for the postings in ``ranges`` (ascending), each chunk decoded
     once. Ranges go in doc order and all query terms are read range by range, so the accumulators in
     use stay in cache. With ``everything``, all postings are added unchecked (in tiles of TILE doc ids;
     the caller ignores the rest); else only those whose range has ``sel == 1``."""
     nq = q_terms.size
     cur = np.empty(nq, np.int64)
+    gaps = np.empty(CHUNK, np.int64)
     for j in range(nq):
         cur[j] = term_chunk[q_terms[j]]
     step = np.int64(TILE) if everything else np.int64(1) << shift
@@ -231,11 +301,9 @@ def _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, chunk
                 o = term_ptr[t] + (c - c0) * CHUNK
                 n = min(CHUNK, term_ptr[t + 1] - o)
                 doc = np.int64(-1) if c == c0 else np.int64(chunk_last[c - 1])
-                p = chunk_pos[c]
-                gb = np.int64(chunk_bits[c])
+                _pfor_get(words, chunk_pos[c], n, gaps)
                 for x in range(n):
-                    doc += _get(words, p, gb) + 1
-                    p += gb
+                    doc += gaps[x] + 1
                     if everything or sel[doc >> shift] == 1:
                         acc[doc] += q * np.int64(imps[o + x])
                 c += 1
@@ -260,7 +328,7 @@ def _collect(doc_numbers, deleted, shift, ranges, acc, ts, tn, m, k):
 
 
 @nb.njit(cache=True, nogil=True)
-def search_segment(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, chunk_pos, rmax, shift,
+def search_segment(words, imps, term_ptr, term_chunk, chunk_last, chunk_pos, rmax, shift,
                    doc_numbers, deleted, q_terms, q_vals, mu, first, acc, sel, ts, tn, m, k):
     """Top-k of one segment by range upper bounds, continuing the top-k held in (ts, tn, m); returns the new m.
 
@@ -285,7 +353,7 @@ def search_segment(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, ch
     head = np.sort(order[:n_head])
     for r in head:
         sel[r] = 1
-    _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, chunk_pos, shift, q_terms, q_vals, head, sel, n_head == n_pos, doc_numbers.size, acc)
+    _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_pos, shift, q_terms, q_vals, head, sel, n_head == n_pos, doc_numbers.size, acc)
     m = _collect(doc_numbers, deleted, shift, head, acc, ts, tn, m, k)
     th_s, th_n = _threshold(ts, tn, m, k)
     n_tail = n_head
@@ -297,7 +365,7 @@ def search_segment(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, ch
     for r in tail:
         sel[r] = 1
     if tail.size:
-        _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_bits, chunk_pos, shift, q_terms, q_vals, tail, sel, n_tail == n_pos, doc_numbers.size, acc)
+        _accumulate(words, imps, term_ptr, term_chunk, chunk_last, chunk_pos, shift, q_terms, q_vals, tail, sel, n_tail == n_pos, doc_numbers.size, acc)
         m = _collect(doc_numbers, deleted, shift, tail, acc, ts, tn, m, k)
     size = np.int64(1) << shift
     for i in range(n_tail):

@@ -183,9 +183,11 @@ def test_tampered_file_is_reported(random_index):
 def test_bad_manifest_is_reported(random_index):
     index = random_index[0]
     manifest = index.path / "manifest.json"
-    manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 99'))
-    with pytest.raises(IndexCorrupt, match="manifest.json"):
-        SparseIndex.open(index.path)
+    text = manifest.read_text()
+    for old in (99, 1):  # 1: plain uint8 impacts, before they were packed with the doc gaps
+        manifest.write_text(text.replace(f'"version": {fmt.VERSION}', f'"version": {old}'))
+        with pytest.raises(IndexCorrupt, match=f"manifest.json.*version {old}.*rebuild"):
+            SparseIndex.open(index.path)
     manifest.write_text("{not json")
     with pytest.raises(IndexCorrupt, match="manifest.json"):
         SparseIndex.open(index.path)
@@ -200,6 +202,22 @@ def test_packing_round_trips(random_index):
     np.testing.assert_array_equal(mat_numbers, numbers)
     assert (mat != want).nnz == 0
 
+
+
+def test_pfor_gaps_round_trip_with_exceptions():
+    """Doc gaps with rare outliers take PFOR's exception path (and cost fewer bits than one width for
+    all); runs of consecutive docs need 0 bits; the largest doc id needs 31."""
+    rng = np.random.default_rng(3)
+    outlier = rng.random(1000) < 0.05
+    mixed = np.cumsum(np.where(outlier, rng.integers(1 << 15, 1 << 24, 1000), rng.integers(0, 4, 1000)) + 1) - 1
+    lists = [np.arange(300), mixed, np.array([5, 2**31 - 2]), np.zeros(0, np.int64)]
+    term_ptr = np.concatenate([[0], np.cumsum([x.size for x in lists])]).astype(np.int64)
+    docs = np.concatenate(lists).astype(np.int32)
+    term_chunk, chunk_last, chunk_pos, words = sparse_kernels.pack(term_ptr, docs)
+    np.testing.assert_array_equal(sparse_kernels.unpack(words, term_ptr, term_chunk, chunk_last, chunk_pos), docs)
+    mixed_chunks = slice(term_chunk[1], term_chunk[2])
+    one_width = sum(min(sparse_kernels.CHUNK, mixed.size - i) * 24 for i in range(0, mixed.size, sparse_kernels.CHUNK))
+    assert chunk_pos[mixed_chunks.stop] - chunk_pos[mixed_chunks.start] < one_width / 2
 
 # --- real data --------------------------------------------------------------------------------------
 
