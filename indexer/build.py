@@ -3,9 +3,11 @@
 Steps:
 1. Read the corpus once to count passages and fit BM25's statistics (df, avgdl) — cheap, and BM25
    impacts need them before any document is encoded.
-2. Encode shards of ``shard_size`` passages with every enabled encoder. A shard is committed to the
-   passage store (text + sparse vectors, one SQLite transaction) after its dense block is on disk, and
-   only then marked done; ``--resume`` skips done shards and redoes the first unfinished one.
+2. Encode shards of ``shard_size`` passages with every enabled encoder (and, with a dense encoder and
+   ``index.sentence_vectors``, each passage's sentences for RECOMP's extractive compressor). A shard
+   is committed to the passage store (text + sparse vectors + sentence vectors, one SQLite
+   transaction) after its dense block is on disk, and only then marked done; ``--resume`` skips
+   done shards and redoes the first unfinished one.
 3. Write the sparse indexes with the engine's writer, the FAISS index, and the manifest.
 4. Rename the finished directory into place. Everything happens in ``<out>.partial``, so a crash
    never leaves a half-written index where a good one was.
@@ -32,6 +34,7 @@ from indexer.dense_index import DenseIndex, recall_at_k
 from indexer.docstore import DocStore
 from indexer.manifest import DOCSTORE, MANIFEST, write_manifest
 from indexer.readers import read_corpus
+from rag.compress.sentences import sentence_vectors
 from sprig.config import SprigConfig
 from sprig.errors import SprigError
 
@@ -58,13 +61,14 @@ def sparse_names(config: SprigConfig) -> list[str]:
 class Encoders:
     """The encoders an index uses: sparse ones by name, and the dense one (or None)."""
 
-    def __init__(self, config: SprigConfig, sparse: list[str], dense: bool, bm25=None):
+    def __init__(self, config: SprigConfig, sparse: list[str], dense: bool, bm25=None, sentences: bool = False):
         from retriever.factory import make_encoder
 
         if "bm25" in sparse and bm25 is None:
             raise SprigError("the BM25 encoder must be fitted (or loaded) before use")
         self.sparse = {name: bm25 if name == "bm25" else make_encoder(name, config) for name in sparse}
         self.dense = make_encoder("dense", config) if dense else None
+        self.sentences = sentences and dense  # sentence vectors come from the dense encoder
 
     def settings(self) -> dict:
         out = {name: enc.settings() | {"vocab_size": enc.vocab_size} for name, enc in self.sparse.items()}
@@ -82,7 +86,7 @@ def _plan(corpus: Path, fmt: str, config: SprigConfig) -> dict:
         "format": fmt,
         # What the shards depend on; FAISS settings only shape the last step, so a resume may change them.
         "config": config.model_dump(mode="json", include={"splade": True, "bm25": True, "dense": True, "chunk": True,
-                                                          "index": {"sparse", "dense", "shard_size"}}),
+                                                          "index": {"sparse", "dense", "sentence_vectors", "shard_size"}}),
     }
 
 
@@ -160,8 +164,9 @@ def _encode_shards(work: Path, passages: Iterator[Passage], total: int, done: in
             vectors = {name: enc.encode_documents(texts) for name, enc in encoders.sparse.items()}
             if encoders.dense is not None:
                 _save_npy(shards / f"{shard:06d}.dense.npy", encoders.dense.encode_documents(texts))
+            sentences = sentence_vectors(encoders.dense, [p.text for p in batch]) if encoders.sentences else None
             store.delete_rows(int(rows[0]), int(rows[-1]))  # a killed run may have committed this shard
-            store.add(batch, vectors, rows)
+            store.add(batch, vectors, rows, sentences)
             (shards / f"{shard:06d}.done").touch()
             bar.update(len(batch))
             shard += 1
@@ -233,12 +238,14 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
     if done:
         log.info("resuming: %d of %d shards already done", done, -(-total // config.index.shard_size))
     bm25 = _fit_bm25(work, corpus, fmt, config, tokenizer) if "bm25" in sparse else None
-    encoders = Encoders(config, sparse, config.index.dense, bm25)
+    encoders = Encoders(config, sparse, config.index.dense, bm25, config.index.sentence_vectors)
     with DocStore(work / DOCSTORE) as store:
         _encode_shards(work, _passages(corpus, fmt, config, tokenizer), total, done, encoders, store, config.index.shard_size, progress)
         manifest: dict = {"passages": len(store), "corpus": str(corpus.resolve()), "chunk": config.chunk.model_dump(), "encoders": encoders.settings(),
                           "build": plan | {"faiss": config.index.faiss}}
         manifest["sparse"] = {name: _write_sparse(work, store, name, encoders.sparse[name].vocab_size) for name in sparse}
+        if encoders.sentences:  # in docs.sqlite (which SQLite guards), so no checksum entry
+            manifest["sentence_vectors"] = {"encoder": "dense", "dtype": "float16", "splitter": "rag.compress.sentences.split_sentences"}
     n_shards = -(-total // config.index.shard_size)
     dense_info = _build_dense(work, config, n_shards, total) if config.index.dense else {}
     if dense_info:

@@ -3,7 +3,9 @@
 Row numbers (SQLite ``rowid``, int64) are the doc numbers every index stores, so a hit from any
 retriever is one primary-key lookup away from its text. Sparse document vectors are kept here as
 blobs because explaining a hit needs the document side of the dot product, and re-encoding a
-document per query would cost a model forward. Rows are never renumbered: a deleted row's number is
+document per query would cost a model forward. Dense embeddings of each passage's sentences
+(float16, one [sentences, dim] blob per passage) are kept for the same reason: RECOMP's extractive
+compressor scores them per answer, and encoding them per request costs seconds on a CPU. Rows are never renumbered: a deleted row's number is
 not reused (AUTOINCREMENT), so a tombstone in any index can never hide a newer passage.
 """
 from __future__ import annotations
@@ -34,6 +36,11 @@ CREATE TABLE IF NOT EXISTS vectors (
     term_ids BLOB NOT NULL,
     weights BLOB NOT NULL,
     PRIMARY KEY (encoder, rowid)
+);
+CREATE TABLE IF NOT EXISTS sentence_vectors (
+    rowid INTEGER PRIMARY KEY REFERENCES passages(rowid) ON DELETE CASCADE,
+    dim INTEGER NOT NULL,
+    vectors BLOB NOT NULL
 );
 """
 
@@ -75,12 +82,13 @@ class DocStore:
         return self.conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
 
     def add(
-        self, passages: Iterable, vectors: dict[str, Sequence[SparseVec]] | None = None, rows: Sequence[int] | None = None
+        self, passages: Iterable, vectors: dict[str, Sequence[SparseVec]] | None = None, rows: Sequence[int] | None = None,
+        sentence_vectors: Sequence[np.ndarray] | None = None,
     ) -> np.ndarray:
         """Insert passages (objects with passage_id, doc_id, title, text, metadata) in one transaction;
         returns their row numbers: ``rows`` when given (the builder numbers passages by corpus order, so a
         resumed build numbers them the same way), else fresh ones. ``vectors`` maps encoder name -> one
-        SparseVec per passage."""
+        SparseVec per passage; ``sentence_vectors`` one float16 [sentences, dim] array per passage."""
         passages = list(passages)
         wanted = [None] * len(passages) if rows is None else [int(r) for r in rows]
         rows = np.empty(len(passages), dtype=np.int64)
@@ -100,6 +108,13 @@ class DocStore:
                 self.conn.executemany(
                     "INSERT INTO vectors (rowid, encoder, term_ids, weights) VALUES (?, ?, ?, ?)",
                     ((int(r), encoder, v.term_ids.tobytes(), v.weights.tobytes()) for r, v in zip(rows, vecs)),
+                )
+            if sentence_vectors is not None:
+                if len(sentence_vectors) != len(passages):
+                    raise ValueError(f"sentence vectors for {len(sentence_vectors)} passages, {len(passages)} passages given")
+                self.conn.executemany(
+                    "INSERT INTO sentence_vectors (rowid, dim, vectors) VALUES (?, ?, ?)",
+                    ((int(r), int(v.shape[1]), np.ascontiguousarray(v, np.float16).tobytes()) for r, v in zip(rows, sentence_vectors)),
                 )
         return rows
 
@@ -140,6 +155,22 @@ class DocStore:
         marks = ",".join("?" * len(rows))
         cur = self.conn.execute(f"SELECT rowid, term_ids, weights FROM vectors WHERE encoder = ? AND rowid IN ({marks})", [encoder, *rows])
         return {r[0]: SparseVec(np.frombuffer(r[1], np.int32).copy(), np.frombuffer(r[2], np.float32).copy()) for r in cur}
+
+    def has_sentence_vectors(self) -> bool:
+        """False for a store written before sentence vectors existed, or built without them."""
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sentence_vectors'").fetchone()
+        return found is not None and self.conn.execute("SELECT 1 FROM sentence_vectors LIMIT 1").fetchone() is not None
+
+    def sentence_vectors(self, passage_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Passage id -> float16 [sentences, dim] for the passages that have stored sentence vectors."""
+        if not passage_ids or not self.has_sentence_vectors():
+            return {}
+        marks = ",".join("?" * len(passage_ids))
+        cur = self.conn.execute(
+            f"SELECT p.passage_id, s.dim, s.vectors FROM sentence_vectors s JOIN passages p ON p.rowid = s.rowid WHERE p.passage_id IN ({marks})",
+            list(passage_ids),
+        )
+        return {pid: np.frombuffer(blob, np.float16).reshape(-1, dim) for pid, dim, blob in cur}
 
     def all_vectors(self, encoder: str) -> tuple[np.ndarray, list[SparseVec]]:
         """Every stored vector of one encoder, by ascending row: (rows int64, vectors)."""

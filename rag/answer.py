@@ -53,27 +53,31 @@ class Answerer:
         compress: CompressConfig | None = None,
         generation: GeneratorConfig | None = None,
         dense_encoder: Callable[[], object] | None = None,
+        sentence_vectors: Callable[[Sequence[str]], dict] | None = None,
     ):
         self.generator = generator
         self.retrieve = retrieve
         self.compress_config = compress or CompressConfig()
         self.generation = generation or GeneratorConfig()
         self._dense_encoder = dense_encoder  # builds the sentence scorer for recomp-extractive, lazily
+        self._sentence_vectors = sentence_vectors  # the index's stored sentence vectors, by passage id
         self._compressors: dict[str, Compressor] = {}
 
     @classmethod
     def from_config(cls, config: SprigConfig, searcher=None, retrieval_mode: str | None = None) -> "Answerer":
         """The generator (loaded once per process), retrieval through an open ``Searcher``, and the
-        index's own dense encoder as the sentence scorer when it has one."""
+        index's own dense encoder as the sentence scorer when it has one, with the sentence vectors
+        `sprig index` stored (used only when that encoder is the index's)."""
         from rag.generator import load_generator
 
         g = config.generator
         generator = load_generator(g.model, g.gguf_file, resolve_device(config.device), sparse_attention_settings(config))
         if searcher is None:
             return cls(generator, None, config.compress, g)
+        stored = searcher.store.sentence_vectors if "dense" in searcher.encoders else None
         return cls(
             generator, lambda q, k, mode=None: searcher.search(q, k, mode or retrieval_mode), config.compress, g,
-            lambda: searcher.encoders.get("dense") or _default_dense(),
+            lambda: searcher.encoders.get("dense") or _default_dense(), stored,
         )
 
     def compressor(self, mode: str) -> Compressor:
@@ -88,7 +92,7 @@ class Answerer:
                 from rag.compress.recomp_extractive import RecompExtractive
 
                 encoder = self._dense_encoder() if self._dense_encoder else _default_dense()
-                self._compressors[mode] = RecompExtractive(self.generator.count_tokens, encoder)
+                self._compressors[mode] = RecompExtractive(self.generator.count_tokens, encoder, self._sentence_vectors)
             else:
                 from rag.compress.recomp_abstractive import RecompAbstractive
 

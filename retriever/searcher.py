@@ -186,8 +186,13 @@ class Searcher:
         texts = [passage_text(p) for p in passages]
         vectors = {name: self.encoders[name].encode_documents(texts) for name in self.sparse}
         dense = self.encoders["dense"].encode_documents(texts) if self.dense is not None else None
+        sentences = None
+        if self.dense is not None and "sentence_vectors" in self.manifest:
+            from rag.compress.sentences import sentence_vectors
+
+            sentences = sentence_vectors(self.encoders["dense"], [p.text for p in passages])
         with self._lock:
-            rows = self.store.add(passages, vectors)
+            rows = self.store.add(passages, vectors, sentence_vectors=sentences)
             for name, vecs in vectors.items():
                 self.sparse[name].add(vecs, rows)
             if dense is not None:

@@ -50,6 +50,7 @@ class IndexConfig(BaseModel):
 
     sparse: Literal["splade", "bm25", "both", "none"] = "both"
     dense: bool = True  # the model is DenseConfig.model
+    sentence_vectors: bool = True  # with dense: store each passage's sentence embeddings for recomp-extractive
     faiss: Literal["flat", "hnsw", "ivfpq"] = "flat"
     hnsw_m: int = Field(32, ge=4, le=256)
     hnsw_ef_construction: int = Field(200, ge=8)

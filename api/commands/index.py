@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--sparse", choices=SPARSE_CHOICES, help="sparse indexes to build (default: both)")
     p.add_argument("--dense", metavar="MODEL|none", help="dense model id/path, 'default' (all-MiniLM-L6-v2), or 'none'")
     p.add_argument("--faiss", choices=FAISS_CHOICES, help="FAISS index kind (default: flat); hnsw and ivfpq report recall against flat")
+    p.add_argument("--sentence-vectors", action=argparse.BooleanOptionalAction, default=None,
+                   help="with a dense model, store each passage's sentence embeddings so recomp-extractive encodes only the query (default: on)")
     p.add_argument("--shard-size", type=int, metavar="N", help="passages per resumable shard (default 1024)")
     p.add_argument("--chunk-tokens", type=int, metavar="N", help="split documents into passages of N tokens (default 0: no chunking)")
     p.add_argument("--chunk-overlap", type=int, metavar="N", help="token overlap between passages (default 0)")
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     dense = args.dense
     extra = {
         ("index", "sparse"): args.sparse, ("index", "faiss"): args.faiss, ("index", "shard_size"): args.shard_size,
+        ("index", "sentence_vectors"): args.sentence_vectors,
         ("index", "dense"): None if dense is None else dense.lower() != "none",
         ("dense", "model"): dense if dense and dense.lower() != "none" else None,
         ("chunk", "max_tokens"): args.chunk_tokens, ("chunk", "overlap"): args.chunk_overlap,

@@ -4,10 +4,16 @@ A sentence ends at . ! or ? (optionally followed by closing quotes or brackets) 
 an upper-case letter, digit or opening quote, unless the word before the stop is a known abbreviation
 or a single initial ("J. S. Bach"). Good enough for Wikipedia-style prose, where RECOMP's extractive
 compressor works at sentence granularity.
+
+``sentence_vectors`` is the one place sentences become dense vectors, used both by `sprig index` (stored
+with each passage) and by the compressor for passages without stored vectors, so the two sources agree.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+import numpy as np
 
 _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "vs", "etc", "e.g", "i.e", "al", "no", "vol",
@@ -29,3 +35,14 @@ def split_sentences(text: str) -> list[str]:
         start = match.end()
     sentences.append(text[start:].strip())
     return [s for s in sentences if s]
+
+
+def sentence_vectors(encoder, texts: Sequence[str]) -> list[np.ndarray]:
+    """float16 [sentences, dim] per text: its ``split_sentences`` encoded as documents by ``encoder``
+    (a DenseEncoder), all texts in one batch. float16 halves the store; scores are computed from these
+    rounded vectors whichever source they come from."""
+    split = [split_sentences(t) for t in texts]
+    flat = [s for sentences in split for s in sentences]
+    encoded = encoder.encode_documents(flat).astype(np.float16)
+    bounds = np.cumsum([len(sentences) for sentences in split])[:-1]
+    return np.split(encoded, bounds) if texts else []
