@@ -119,15 +119,18 @@ def test_triton_kernel_under_interpreter_matches_reference():
     script = textwrap.dedent("""
         import torch
         from kernels.page_summary import page_summary
-        from kernels.sparse_decode import attend_pages_reference, sparse_decode, sparse_decode_reference
-        for dtype, (b, hq, hkv, n, d, page, budget) in [
-            (torch.float32, (2, 8, 2, 300, 64, 16, 0.25)),
-            (torch.float16, (1, 9, 3, 777, 32, 8, 0.125)),
-            (torch.float32, (2, 4, 1, 77, 32, 8, 1.0)),
+        from kernels.sparse_decode import page_scores_reference, sparse_decode, sparse_decode_reference
+        for dtype, (b, hq, hkv, n, d, page, budget), ties in [
+            (torch.float32, (2, 8, 2, 300, 64, 16, 0.25), False),
+            (torch.float16, (1, 9, 3, 777, 32, 8, 0.125), False),
+            (torch.float32, (2, 4, 1, 77, 32, 8, 1.0), False),
+            (torch.float32, (2, 4, 2, 1200, 32, 4, 0.125), True),
         ]:
             torch.manual_seed(n)
             q = torch.randn(b, hq, d).to(dtype)
             k, v = torch.randn(b, hkv, n, d).to(dtype), torch.randn(b, hkv, n, d).to(dtype)
+            if ties:  # small integers: many pages share a score, so the lower-index rule decides
+                q, k = q.sign(), k.round().clamp(-1, 1)
             lengths = torch.tensor([n - 41 * i for i in range(b)], dtype=torch.int32)
             kmin, kmax = page_summary(k, page, lengths)
             opts = dict(page_size=page, budget=budget, sink_pages=1, recent_pages=2)
@@ -135,6 +138,10 @@ def test_triton_kernel_under_interpreter_matches_reference():
             out, pages = sparse_decode(q, k, v, kmin_t, kmax_t, lengths, return_pages=True, **opts)
             ref, ref_pages = sparse_decode_reference(q, k, v, kmin, kmax, lengths, **opts)
             assert torch.equal(pages, ref_pages), (pages, ref_pages)
+            if ties:
+                row = page_scores_reference(q, kmin, kmax, lengths, page, 1, 2)[0, 0]
+                row = row[row.isfinite()]
+                assert row.unique().numel() < row.numel() // 2  # ties were exercised
             assert torch.equal(kmin_t, kmin) and torch.equal(kmax_t, kmax)
             err = ((out.double() - ref.double()).norm() / ref.double().norm()).item()
             assert err < (1e-5 if dtype == torch.float32 else 2e-3), err

@@ -83,3 +83,31 @@ def test_cooccurrence_is_kept_where_independent_sampling_loses_it(fitted):
     assert abs(_block_mate_rate(ind.docs) - chance) < 0.05
     stats, base = synthetic.compare(real.docs, s.docs, n_terms=200, skip=0), synthetic.compare(real.docs, ind.docs, n_terms=200, skip=0)
     assert stats["lift_corr"] > base["lift_corr"] + 0.3
+
+
+def test_a_cached_model_generates_the_same_corpus(fitted, tmp_path):
+    real, model = fitted
+    synthetic.save_model(model, tmp_path / "model.npz")
+    again = synthetic.load_model(tmp_path / "model.npz")
+    a, b = synthetic.generate(model, 200, 20, 9), synthetic.generate(again, 200, 20, 9)
+    for x, y in ((a.docs, b.docs), (a.queries, b.queries)):
+        assert np.array_equal(x.indices, y.indices) and np.array_equal(x.data, y.data)
+    assert again.docs.beta == model.docs.beta and isinstance(again.dim, int)
+
+
+def test_integer_view_is_sprigs_quantisation(fitted, tmp_path):
+    """What Lucene is given equals what sprig's index stores and searches with, entry by entry."""
+    from eval.bench.vectors import with_integers
+    from indexer.sparse_format import choose_scale, quantize_docs, quantize_query
+    from sprig.types import SparseVec
+
+    real, _ = fitted
+    with_integers(real).save(tmp_path / "v.npz")
+    ints = VectorSet.load(tmp_path / "v.npz").integers()
+    assert np.array_equal(ints.docs.data, quantize_docs(real.docs.data, choose_scale(real.docs.data)))
+    q = real.queries
+    for i in range(q.shape[0]):
+        a, b = q.indptr[i], q.indptr[i + 1]
+        terms, vals, _ = quantize_query(SparseVec(q.indices[a:b].astype(np.int32), q.data[a:b]), DIM)
+        row = ints.queries[i]
+        assert np.array_equal(row.indices[row.data > 0], terms) and np.array_equal(row.data[row.data > 0], vals)

@@ -345,7 +345,7 @@ def main() -> None:
     if "e2e" not in args.skip:
         model = llama_1b()
         result["e2e"] = []
-        for batch, page in ((8, 16), (8, 32), (1, 16)):
+        for batch, page in ((8, 16), (8, 32), (8, 64), (1, 16)):
             r = e2e(model, 32768, batch, 1 / 8, page, 2)
             result["e2e"].append(r)
             save()

@@ -72,10 +72,10 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=60)
     ap.add_argument("--paragraphs", type=int, default=6)
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.125])
-    ap.add_argument("--page-size", type=int, default=16)
+    ap.add_argument("--page-size", type=int, nargs="+", default=[16])
     ap.add_argument("--sink-pages", type=int, default=1)
     ap.add_argument("--recent-pages", type=int, nargs="+", default=[1])
-    ap.add_argument("--dense-layers", type=int, default=2)
+    ap.add_argument("--dense-layers", type=int, nargs="+", default=[2])
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--model", default="default", help="HF folder / id, or a folder holding --gguf-file")
     ap.add_argument("--gguf-file", default=None)
@@ -87,7 +87,8 @@ def main() -> None:
     gen = Generator(args.model, args.gguf_file, device=args.device)
     model, tok = gen.model.to(getattr(torch, args.dtype)), gen.tokenizer
     items = rag_prompts(DATA / "qa" / "squad-dev-a.json", args.questions, args.paragraphs)
-    modes = {"dense": None} | {f"sparse_{b:g}_recent{r}": (b, r) for r in args.recent_pages for b in args.budgets}
+    modes = {"dense": None} | {f"sparse_{b:g}_recent{r}_page{p}_dense{d}": (b, r, p, d) for d in args.dense_layers
+                               for p in args.page_size for r in args.recent_pages for b in args.budgets}
     rows, started = [], time.perf_counter()
     for item in items:
         ids = gen.encode_chat(item["messages"])
@@ -100,7 +101,7 @@ def main() -> None:
             if mode is None:
                 remove_sparse_attention(model)
             else:
-                apply_sparse_attention(model, page_size=args.page_size, budget=mode[0], dense_layers=args.dense_layers,
+                apply_sparse_attention(model, page_size=mode[2], budget=mode[0], dense_layers=mode[3],
                                        sink_pages=args.sink_pages, recent_pages=mode[1])
             new = greedy(model, first, copy.deepcopy(pre.past_key_values), gen.eos_ids, args.max_new_tokens)
             answer = tok.decode(new, skip_special_tokens=True).strip()
@@ -108,8 +109,7 @@ def main() -> None:
         rows.append(row)
     remove_sparse_attention(model)
     summary = dict(model=gen.name, device=str(model.device), dtype=args.dtype, questions=len(rows),
-                   paragraphs=args.paragraphs, page_size=args.page_size, sink_pages=args.sink_pages,
-                   dense_layers=args.dense_layers, max_new_tokens=args.max_new_tokens,
+                   paragraphs=args.paragraphs, sink_pages=args.sink_pages, max_new_tokens=args.max_new_tokens,
                    mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
                    seconds=time.perf_counter() - started, modes={})
     for name in modes:

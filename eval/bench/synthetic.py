@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numba
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 TOPIC_MASS = 0.99  # each topic keeps the terms holding this share of its mass
 MIXTURE_MASS = 0.8  # a document's "few topics" hold this share of its topic mass
 MAX_TOPICS_PER_DOC = 8
+FIT_ITERATIONS = 60  # coordinate-descent passes of the NMF fit
+FIT_TOL = 1e-3
 
 
 @dataclass
@@ -128,16 +131,21 @@ def _side(m: sp.csr_matrix, w: np.ndarray, h_mass: np.ndarray, support: np.ndarr
     return Side(indptr, weights, shares, bg_ids, bg_cdf, _uncovered_share(m, topics, support))
 
 
-def fit(real: VectorSet, n_topics: int = 64, seed: int = 0, max_iter: int = 200) -> CooccurrenceModel:
-    """Fit topics on the real documents; queries reuse the topics, with their own mixtures and background."""
+def fit(real: VectorSet, n_topics: int = 64, seed: int = 0, max_iter: int = FIT_ITERATIONS) -> CooccurrenceModel:
+    """Fit topics on the real documents; queries reuse the topics, with their own mixtures and background.
+
+    Coordinate descent stops at ``max_iter`` passes or when an iteration improves the objective by
+    less than FIT_TOL of the first one (sklearn's criterion)."""
     from sklearn.decomposition import NMF
 
     docs = real.docs.tocsr().astype(np.float64)
     active = np.flatnonzero(np.diff(docs.tocsc().indptr) >= 2)  # terms in >= 2 documents
-    nmf = NMF(n_components=n_topics, init="nndsvda", max_iter=max_iter, random_state=seed, tol=1e-4)
-    w = nmf.fit_transform(docs[:, active])
+    x = docs[:, active]
+    nmf = NMF(n_components=n_topics, init="nndsvda", max_iter=max_iter, random_state=seed, tol=FIT_TOL)
+    w = nmf.fit_transform(x)
     h = nmf.components_
-    log.info("NMF: %d topics over %d terms, %d iterations", n_topics, active.size, nmf.n_iter_)
+    log.info("NMF: %d topics over %d terms, %d iterations, relative error %.4f", n_topics, active.size, nmf.n_iter_,
+             nmf.reconstruction_err_ / sp.linalg.norm(x))
     h_mass = h.sum(axis=1)
 
     support = np.zeros((n_topics, real.dim), bool)
@@ -159,6 +167,39 @@ def fit(real: VectorSet, n_topics: int = 64, seed: int = 0, max_iter: int = 200)
         docs=_side(real.docs, w, h_mass, support),
         queries=_side(real.queries, wq, h_mass, support),
     )
+
+
+def save_model(model: CooccurrenceModel, path: Path) -> None:
+    """Write the fitted model as one .npz (aside, then renamed), so a run fits once per real corpus."""
+    arrays = {k: v for k, v in asdict(model).items() if k not in ("docs", "queries")}
+    for side in ("docs", "queries"):
+        arrays |= {f"{side}.{k}": v for k, v in asdict(getattr(model, side)).items()}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path) -> CooccurrenceModel:
+    z = np.load(path)
+
+    def side(name: str) -> Side:
+        return Side(**{f.name: (float(z[f"{name}.{f.name}"]) if f.name == "beta" else z[f"{name}.{f.name}"]) for f in fields(Side)})
+
+    top = {f.name: z[f.name] for f in fields(CooccurrenceModel) if f.name not in ("docs", "queries")}
+    return CooccurrenceModel(**(top | {"dim": int(top["dim"]), "docs": side("docs"), "queries": side("queries")}))
+
+
+def cached_fit(real: VectorSet, cache: Path, n_topics: int, seed: int) -> tuple[CooccurrenceModel, float | None]:
+    """fit(), cached under ``cache`` by the real vectors' shape and the fit's knobs; (model, fit seconds or None if reused)."""
+    import time
+
+    path = cache / f"synthetic-model-{real.docs.shape[0]}x{real.docs.nnz}-q{real.queries.shape[0]}-k{n_topics}-s{seed}-i{FIT_ITERATIONS}.npz"
+    if path.is_file():
+        return load_model(path), None
+    t0 = time.time()
+    model = fit(real, n_topics, seed)
+    save_model(model, path)
+    return model, time.time() - t0
 
 
 @numba.njit(cache=True)
@@ -309,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     real = real_vectors(args.real, tuple(args.datasets.split(",")))
-    model = fit(real, args.topics, args.seed)
+    model, _ = cached_fit(real, args.real, args.topics, args.seed)
     synth = generate(model, round(FULL_SIZE * args.scale), args.queries, args.seed)
     synth.save(args.out)
     print({k: round(v, 4) for k, v in compare(real.docs, synth.docs[: real.docs.shape[0]]).items()})

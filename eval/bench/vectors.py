@@ -27,6 +27,10 @@ class VectorSet:
 
     docs: sp.csr_matrix
     queries: sp.csr_matrix
+    # sprig's integer view of the same vectors, aligned with docs.data / queries.data (0 = dropped):
+    # uint8 document impacts and integer query levels (indexer.sparse_format; see `with_integers`)
+    doc_impacts: np.ndarray | None = None
+    query_levels: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -39,6 +43,8 @@ class VectorSet:
         arrays = {"dim": np.int64(self.dim)}
         for name, m in (("doc", self.docs), ("query", self.queries)):
             arrays |= {f"{name}_indptr": m.indptr.astype(np.int64), f"{name}_indices": m.indices.astype(np.int32), f"{name}_data": m.data.astype(np.float32)}
+        if self.doc_impacts is not None:
+            arrays |= {"doc_impacts": self.doc_impacts, "query_levels": self.query_levels}
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
 
@@ -53,7 +59,20 @@ class VectorSet:
             indptr = z[f"{name}_indptr"]
             return sp.csr_matrix((z[f"{name}_data"], z[f"{name}_indices"], indptr), shape=(indptr.size - 1, dim))
 
-        return cls(csr("doc"), csr("query"))
+        ints = (z["doc_impacts"], z["query_levels"]) if "doc_impacts" in z.files else (None, None)
+        return cls(csr("doc"), csr("query"), *ints)
+
+    def integers(self) -> "VectorSet":
+        """The same vectors with sprig's integer weights as data: what Lucene indexes, so that its exact
+        top-10 and sprig's rank the same integer scores."""
+        if self.doc_impacts is None:
+            raise ValueError("these vectors carry no integer view (VectorSet.with_integers)")
+        import scipy.sparse as sp
+
+        def view(m: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+            return sp.csr_matrix((data.astype(np.int64), m.indices, m.indptr), shape=m.shape)
+
+        return VectorSet(view(self.docs, self.doc_impacts), view(self.queries, self.query_levels))
 
     def sample_queries(self, n: int, seed: int) -> "VectorSet":
         """A seeded subset of n queries (all of them when n <= 0 or n >= available), in original order."""
@@ -61,6 +80,22 @@ class VectorSet:
             return self
         keep = np.sort(np.random.default_rng(seed).choice(self.queries.shape[0], n, replace=False))
         return VectorSet(self.docs, self.queries[keep])
+
+
+def with_integers(vs: VectorSet) -> VectorSet:
+    """Attach sprig's quantisation (indexer/sparse_format.py): document impacts at the index's scale
+    (largest weight = 255), query levels as sprig's search computes them. Needs sprig's interpreter."""
+    from indexer.sparse_format import choose_scale, quantize_docs, quantize_query
+    from sprig.types import SparseVec
+
+    impacts = quantize_docs(vs.docs.data, choose_scale(vs.docs.data))
+    q = vs.queries
+    levels = np.zeros(q.nnz, np.int64)
+    for a, b in zip(q.indptr[:-1], q.indptr[1:]):
+        ids = q.indices[a:b]
+        terms, vals, _ = quantize_query(SparseVec(ids.astype(np.int32), q.data[a:b].astype(np.float32)), vs.dim)
+        levels[a + np.searchsorted(ids, terms)] = vals
+    return VectorSet(vs.docs, vs.queries, impacts, levels)
 
 
 def data_dir() -> Path:

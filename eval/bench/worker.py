@@ -75,6 +75,8 @@ def time_searches(system, index, queries: list, k: int, knobs: dict, warmup: int
 def run(system_name: str, vectors: Path, workdir: Path, k: int, build_knobs: dict, settings: list[dict], warmup: int) -> dict:
     system = importlib.import_module(f"eval.bench.peers.{system_name}")
     vs = VectorSet.load(vectors)
+    if getattr(system, "INTEGER_WEIGHTS", False):
+        vs = vs.integers()
     workdir.mkdir(parents=True, exist_ok=True)
     rss_loaded = rss_mib()
     t0 = time.perf_counter()

