@@ -5,7 +5,8 @@ so the context spans many KV pages. The prompt is prefilled once, densely; the s
 is then decoded greedily with dense attention and with sparse attention at each budget
 (rag/sparse_attention.py; on CPU the plain-torch reference path runs). Reported: token agreement with the
 dense answer (position-wise over the dense answer's tokens), exact-match of whole answers, and SQuAD F1
-against the gold answers (official normalisation).
+against the gold answers (official normalisation), with the standard error of the per-question F1
+difference (the same questions are answered in every mode, so the comparison is paired).
 
 Run: python -m eval.bench.sparse_attention_fidelity --out DIR [--questions 60] [--paragraphs 6]
 """
@@ -89,7 +90,7 @@ def main() -> None:
     items = rag_prompts(DATA / "qa" / "squad-dev-a.json", args.questions, args.paragraphs)
     modes = {"dense": None} | {f"sparse_{b:g}_recent{r}_page{p}_dense{d}": (b, r, p, d) for d in args.dense_layers
                                for p in args.page_size for r in args.recent_pages for b in args.budgets}
-    rows, started = [], time.perf_counter()
+    rows, started, summary = [], time.perf_counter(), {}
     for item in items:
         ids = gen.encode_chat(item["messages"])
         remove_sparse_attention(model)
@@ -107,11 +108,19 @@ def main() -> None:
             answer = tok.decode(new, skip_special_tokens=True).strip()
             row[name] = dict(tokens=new, answer=answer, f1=best(f1, answer, item["golds"]))
         rows.append(row)
+        summary = dict(model=gen.name, device=str(model.device), dtype=args.dtype, questions=len(rows),
+                       paragraphs=args.paragraphs, sink_pages=args.sink_pages, max_new_tokens=args.max_new_tokens,
+                       mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
+                       seconds=time.perf_counter() - started, modes=summarise(rows, modes))
+        # rewritten after every question, so a run stopped at a time limit still reports what it did
+        (args.out / "sparse_attention_fidelity.json").write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
     remove_sparse_attention(model)
-    summary = dict(model=gen.name, device=str(model.device), dtype=args.dtype, questions=len(rows),
-                   paragraphs=args.paragraphs, sink_pages=args.sink_pages, max_new_tokens=args.max_new_tokens,
-                   mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
-                   seconds=time.perf_counter() - started, modes={})
+    print(json.dumps(summary, indent=1))
+
+
+def summarise(rows: list[dict], modes) -> dict:
+    """Per mode: mean SQuAD F1, its difference to dense with the paired standard error, agreement with dense."""
+    out = {}
     for name in modes:
         agree = total = exact = 0
         for r in rows:
@@ -121,10 +130,11 @@ def main() -> None:
             exact += dense == mine
         mean_f1 = 100 * sum(r[name]["f1"] for r in rows) / len(rows)
         dense_f1 = 100 * sum(r["dense"]["f1"] for r in rows) / len(rows)
-        summary["modes"][name] = dict(f1=mean_f1, f1_minus_dense=mean_f1 - dense_f1,
-                                      token_agreement=agree / max(total, 1), answer_exact_match=exact / len(rows))
-    (args.out / "sparse_attention_fidelity.json").write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
-    print(json.dumps(summary, indent=1))
+        diffs = torch.tensor([r[name]["f1"] - r["dense"]["f1"] for r in rows], dtype=torch.float64) * 100
+        out[name] = dict(f1=mean_f1, f1_minus_dense=mean_f1 - dense_f1,
+                         f1_minus_dense_se=float(diffs.std() / len(rows) ** 0.5) if len(rows) > 1 else None,
+                         token_agreement=agree / max(total, 1), answer_exact_match=exact / len(rows))
+    return out
 
 
 if __name__ == "__main__":
