@@ -3,7 +3,8 @@
 Selective augmentation (RECOMP, Xu et al. 2023): when nothing was retrieved, the best retrieval score
 is under the abstain threshold, or the compressor returns nothing, the question is answered
 closed-book and the answer says so. Timings are taken per stage; ``ttft_ms`` is what a caller waits
-for the first answer token (retrieval + compression + prefill).
+for the first answer token (retrieval + compression + prefill). Each stage also records its process CPU
+time (``*_cpu_ms``): with one torch thread that is the work done, whatever else shares the machine.
 """
 from __future__ import annotations
 
@@ -99,9 +100,11 @@ class Answerer:
                 self._compressors[mode] = RecompAbstractive(self.generator)
         return self._compressors[mode]
 
-    def budget(self, input_tokens: int) -> int:
+    def budget(self, input_tokens: int, ratio: float | None = None) -> int:
+        """Context tokens allowed: ``ratio`` (default: the config's budget_ratio) of the retrieved tokens,
+        capped by budget_tokens."""
         c = self.compress_config
-        by_ratio = int(c.budget_ratio * input_tokens)
+        by_ratio = int((c.budget_ratio if ratio is None else ratio) * input_tokens)
         return min(by_ratio, c.budget_tokens) if c.budget_tokens else by_ratio
 
     def stream(
@@ -115,14 +118,15 @@ class Answerer:
         stop: Sequence[str] | None = None,
         temperature: float | None = None,
         retrieval_mode: str | None = None,
+        budget_ratio: float | None = None,
     ) -> Iterator[str | Answer]:
         """Yield answer text pieces, then the finished ``Answer``.
 
         ``passages`` skips retrieval (eval: the same hits for every mode; oracle runs). ``closed_book``
-        answers without context; ``stop`` / ``temperature`` override the generator config for this call.
+        answers without context; ``stop`` / ``temperature`` / ``budget_ratio`` override the config for this call.
         Bad input raises SprigError before anything is yielded.
         """
-        start = time.perf_counter()
+        start = clock()
         question = question.strip()
         if not question:
             raise SprigError("the question is empty")
@@ -130,22 +134,23 @@ class Answerer:
         compressor = self.compressor(mode)
         max_new = max_new_tokens or self.generation.max_new_tokens
         self.generator.check_fits(self.generator.count_tokens(question), max_new)
-        stats: dict = {"retrieve_ms": 0.0, "compress_ms": 0.0}
+        stats: dict = {"retrieve_ms": 0.0, "retrieve_cpu_ms": 0.0, "compress_ms": 0.0, "compress_cpu_ms": 0.0}
         hits: list[Hit] = []
         if not closed_book:
             if passages is None:
                 if self.retrieve is None:
                     raise SprigError("no index is loaded; pass passages or open an index")
+                t = clock()
                 hits = list(self.retrieve(question, k or self.compress_config.k, retrieval_mode))
-                stats["retrieve_ms"] = _ms(start)
+                stats["retrieve_ms"], stats["retrieve_cpu_ms"] = since(t)
             else:
                 hits = list(passages)
         note = "closed-book run requested" if closed_book else self._abstain_reason(hits)
         compressed = Compressed([], 0, 0)
         if not note:
-            t = time.perf_counter()
-            compressed = compressor.compress(question, hits, self.budget(compressor.input_tokens(hits)))
-            stats["compress_ms"] = _ms(t)
+            t = clock()
+            compressed = compressor.compress(question, hits, self.budget(compressor.input_tokens(hits), budget_ratio))
+            stats["compress_ms"], stats["compress_cpu_ms"] = since(t)
             if not compressed.blocks:
                 note = f"{mode} found nothing in the retrieved passages that helps answer the question"
         blocks = compressed.blocks
@@ -163,8 +168,10 @@ class Answerer:
         stats.update(
             retrieved_tokens=compressed.input_tokens, context_tokens=compressed.output_tokens,
             compression_rate=compressed.rate, prompt_tokens=gen.prompt_tokens, new_tokens=gen.new_tokens,
-            prefill_ms=gen.ttft_s * 1000, ttft_ms=stats["retrieve_ms"] + stats["compress_ms"] + gen.ttft_s * 1000,
-            latency_ms=_ms(start), finish_reason=gen.finish_reason, compress_info=compressed.info,
+            prefill_ms=gen.ttft_s * 1000, prefill_cpu_ms=gen.ttft_cpu_s * 1000,
+            ttft_ms=stats["retrieve_ms"] + stats["compress_ms"] + gen.ttft_s * 1000,
+            ttft_cpu_ms=stats["retrieve_cpu_ms"] + stats["compress_cpu_ms"] + gen.ttft_cpu_s * 1000,
+            latency_ms=since(start)[0], finish_reason=gen.finish_reason, compress_info=compressed.info,
         )
         yield Answer(question, text, mode, bool(note), note, cite(text, blocks) if blocks else [], blocks, hits, stats)
 
@@ -189,8 +196,15 @@ def sparse_attention_settings(config: SprigConfig) -> dict | None:
     return config.attention.model_dump(exclude={"mode"})
 
 
-def _ms(since: float) -> float:
-    return (time.perf_counter() - since) * 1000
+def clock() -> tuple[float, float]:
+    """(wall, process CPU) seconds now."""
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall ms, process CPU ms) since ``start`` (a ``clock()``)."""
+    wall, cpu = clock()
+    return (wall - start[0]) * 1000, (cpu - start[1]) * 1000
 
 
 def _default_dense():

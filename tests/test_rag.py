@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from eval.qa import read_squad, sample, score
+from eval.qa import RATIOS, QAItem, against, evaluate_qa, parse_row, read_squad, sample, score
 from eval.qa_metrics import best, exact_match, f1, normalize_answer
 from rag.answer import Answerer, sparse_attention_settings
 from rag.compress.base import ContextBlock
@@ -227,6 +227,50 @@ def test_read_squad_sample_and_score(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(SprigError, match="not a SQuAD json file"):
         read_squad(bad)
+
+
+def test_budget_ratio_per_call_overrides_the_config():
+    a, _ = answerer(budget_ratio=1.0)
+    full = a.answer("who won", mode="recomp-extractive")
+    half = a.answer("who won", mode="recomp-extractive", budget_ratio=0.5)
+    assert full.stats["context_tokens"] == 14 and half.stats["context_tokens"] <= 7
+    s = half.stats
+    assert s["ttft_cpu_ms"] == pytest.approx(s["retrieve_cpu_ms"] + s["compress_cpu_ms"] + s["prefill_cpu_ms"])
+    assert s["ttft_ms"] == pytest.approx(s["retrieve_ms"] + s["compress_ms"] + s["prefill_ms"])
+
+
+@pytest.mark.parametrize("row,expected", [("oracle", ("oracle", None)), ("none", ("none", None)),
+                                          ("recomp-extractive@0.1", ("recomp-extractive", 0.1))])
+def test_parse_row(row, expected):
+    assert parse_row(row) == expected
+
+
+@pytest.mark.parametrize("row", ["refrag", "oracle@0.5", "recomp-extractive@0", "recomp-extractive@1.5", "none@x"])
+def test_parse_row_refuses(row):
+    with pytest.raises(SprigError, match="unknown QA row"):
+        parse_row(row)
+
+
+def test_against_matches_plain_means():
+    rng = np.random.default_rng(1)
+    rows = [[{"F1": float(rng.random()), **{k: float(rng.random()) + 0.1 for k in RATIOS}} for _ in range(9)] for _ in range(2)]
+    out = against(*rows)
+    diffs = [100 * (a["F1"] - b["F1"]) for a, b in zip(*rows)]
+    assert out["F1_diff"] == pytest.approx(sum(diffs) / len(diffs))
+    assert min(diffs) <= out["F1_diff_ci95"][0] <= out["F1_diff"] <= out["F1_diff_ci95"][1] <= max(diffs)
+    for k in RATIOS:
+        assert out[f"{k}_ratio"] == pytest.approx(sum(r[k] for r in rows[0]) / sum(r[k] for r in rows[1]))
+
+
+def test_evaluate_qa_rows_budgets_and_retrieval_charge():
+    a, _ = answerer()
+    items = [QAItem("q0", "who won", ["Denver Broncos"], HITS[0].text, "Super Bowl 50")]
+    metrics, shared = evaluate_qa(a, items, a.retrieve, ("closed-book", "none", "recomp-extractive@0.5"), k=2)
+    assert set(metrics) == {"closed-book", "none", "recomp-extractive@0.5"} and shared["gold_in_top2"] == 1.0
+    assert metrics["recomp-extractive@0.5"]["context_tokens"] <= 7 and metrics["none"]["context_tokens"] == 14
+    assert metrics["closed-book"]["retrieve_ms"] == 0 and metrics["none"]["retrieve_ms"] > 0
+    assert metrics["none"]["vs_none"]["context_tokens_ratio"] == 1.0
+    assert metrics["recomp-extractive@0.5"]["vs_none"]["context_tokens_ratio"] <= 0.5
 
 
 def test_sparse_attention_settings_follow_the_attention_section():
