@@ -1,7 +1,7 @@
 """On-disk format of sprig's sparse inverted index: quantisation, segments, manifest, atomic writes.
 
 Public API (stable; the benchmark and `sprig index` call it):
-    write_sparse_index(path, vectors, doc_numbers, vocab_size, scale=None, range_shift=11) -> dict
+    write_sparse_index(path, vectors, doc_numbers, vocab_size, scale=None, range_shift=12) -> dict
         vectors: Sequence[SparseVec] or a scipy CSR matrix (rows = documents); doc_numbers: int64,
         caller-assigned and unique. Replaces any index at ``path`` (other files there, such as BM25's
         ``encoder/``, are left alone). Returns a summary for the caller's manifest.
@@ -43,12 +43,12 @@ from sprig.types import SparseVec
 log = logging.getLogger(__name__)
 
 FORMAT = "sprig-sparse"
-VERSION = 2  # 2: PFOR doc gaps with in-stream widths (1: plain frame-of-reference gaps and chunk_bits.npy)
+VERSION = 3  # 3: 256-posting chunks, uint32 chunk offsets (+ chunk_base.npy), 2^12-doc ranges; 2: int64 offsets; 1: FOR gaps
 MANIFEST = "manifest.json"
 MAX_IMPACT = 255
 MAX_QUERY_LEVEL = 65_535
 SCORE_LIMIT = 2**24 - 1  # every score is exact in int32 and in float32 (Lucene sums float32 scores)
-SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_last", "chunk_pos", "words", "impacts", "range_max")
+SEGMENT_ARRAYS = ("doc_numbers", "term_ptr", "term_chunk", "chunk_base", "chunk_last", "chunk_pos", "words", "impacts", "range_max")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -133,15 +133,15 @@ def build_segment(indptr: np.ndarray, terms: np.ndarray, weights: np.ndarray, do
 
 
 def _pack(doc_numbers: np.ndarray, term_ptr: np.ndarray, docs: np.ndarray, imps: np.ndarray, range_shift: int) -> dict[str, np.ndarray]:
-    term_chunk, chunk_last, chunk_pos, words = kernels.pack(term_ptr, docs)
+    term_chunk, chunk_base, chunk_last, chunk_pos, words = kernels.pack(term_ptr, docs)
     rmax = kernels.range_max(term_ptr, docs, imps, range_shift, doc_numbers.size)
-    return dict(doc_numbers=np.ascontiguousarray(doc_numbers, dtype=np.int64), term_ptr=term_ptr, term_chunk=term_chunk,
+    return dict(doc_numbers=np.ascontiguousarray(doc_numbers, dtype=np.int64), term_ptr=term_ptr, term_chunk=term_chunk, chunk_base=chunk_base,
                 chunk_last=chunk_last, chunk_pos=chunk_pos, words=words, impacts=imps, range_max=rmax)
 
 
 def unpack(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """A segment's postings in term order: (doc ids int32, impacts uint8)."""
-    docs = kernels.unpack(arrays["words"], arrays["term_ptr"], arrays["term_chunk"], arrays["chunk_last"], arrays["chunk_pos"])
+    docs = kernels.unpack(arrays["words"], arrays["term_ptr"], arrays["term_chunk"], arrays["chunk_base"], arrays["chunk_last"], arrays["chunk_pos"])
     return docs, np.asarray(arrays["impacts"])
 
 
@@ -212,12 +212,13 @@ def _check_shapes(seg_dir: Path, a: dict[str, np.ndarray], entry: dict, vocab_si
         "impacts": ((entry["postings"],), np.uint8),
     }
     n_chunks = int(a["term_chunk"][-1]) if a["term_chunk"].size else -1
-    want |= {"chunk_last": ((n_chunks,), np.int32), "chunk_pos": ((n_chunks + 1,), np.int64),
+    n_groups = (n_chunks + (1 << kernels.BASE_SHIFT) - 1) >> kernels.BASE_SHIFT
+    want |= {"chunk_last": ((n_chunks,), np.int32), "chunk_pos": ((n_chunks,), np.uint32), "chunk_base": ((n_groups + 1,), np.int64),
              "range_max": ((vocab_size, n_ranges(entry["docs"], range_shift)), np.uint8)}
     for key, (shape, dtype) in want.items():
         if a[key].shape != shape or a[key].dtype != dtype:
             raise IndexCorrupt(f"{seg_dir / key}.npy: shape {a[key].shape} {a[key].dtype}, expected {shape} {np.dtype(dtype)}")
-    if int(a["term_ptr"][-1]) != entry["postings"] or a["words"].dtype != np.uint32 or a["words"].size < (int(a["chunk_pos"][-1]) + 31) // 32 + 2:
+    if int(a["term_ptr"][-1]) != entry["postings"] or a["words"].dtype != np.uint32 or a["words"].size < (int(a["chunk_base"][-1]) + 31) // 32 + 2:
         raise IndexCorrupt(f"{seg_dir}: posting arrays disagree with each other or with the manifest")
 
 

@@ -1,9 +1,9 @@
 """sprig's sparse inverted index: exact and approximate top-k over memory-mapped segments, updatable.
 
 Public API (stable; the benchmark, the searcher and `sprig eval beir --index` call it):
-    SparseIndex.create(path, vectors, doc_numbers, vocab_size, scale=None, range_shift=11) -> SparseIndex
+    SparseIndex.create(path, vectors, doc_numbers, vocab_size, scale=None, range_shift=12) -> SparseIndex
     SparseIndex.open(path, verify=True)      verify: SHA-256 of every file (else sizes and shapes only)
-    index.search(q, k=10, mode="exact"|"approx", mu=0.9, query_cut=0, first=8)
+    index.search(q, k=10, mode="exact"|"approx", mu=0.9, query_cut=0, query_mass=1.0, rescore=0, first=4)
         -> (doc numbers int64, scores float32), sorted by (-score, doc number); only documents that
         share a term with the query; empty query or unknown term ids -> empty arrays
     index.batch_search(queries, k=10, threads=1, mode=..., **knobs) -> list of (doc numbers, scores)
@@ -15,9 +15,12 @@ Public API (stable; the benchmark, the searcher and `sprig eval beir --index` ca
 Every change is written aside and committed by renaming manifest.json, so a reader never sees a
 half-written index, and is visible to the next search on this object. Exact mode scores doc-id
 ranges in order of their upper bounds and skips those that cannot reach the k-th score
-(retriever/sparse_kernels.py); approx mode trades recall for speed with ``mu`` (a range is scored
-only if its bound times mu reaches the k-th score) and ``query_cut`` (keep the query's largest
-weights only, as Seismic does). Design notes: docs/sparse-index.md.
+(retriever/sparse_kernels.py). Approx mode scores only the query's heaviest terms over all
+documents (``query_cut``: at most that many; ``query_mass``: just enough to hold that share of the
+query's weight sum) and skips ranges whose bound times ``mu`` misses the k-th score. The other
+terms are dropped (``rescore=0``, Seismic's query_cut) or, with ``rescore=R``, used to complete
+the scores of the R best candidates, so the scores returned are full dot products and recall
+comes from the candidates alone. Design notes and measurements: docs/sparse-index.md.
 """
 from __future__ import annotations
 
@@ -46,18 +49,45 @@ class _Segment:
     arrays: dict[str, np.ndarray]
     deleted: np.ndarray  # uint8 per internal id
     range_shift: int
+    _ids: np.ndarray | None = None  # internal ids 0..n-1, made on first use
 
     @classmethod
     def load(cls, index_dir: Path, entry: dict, manifest: dict, verify: bool) -> "_Segment":
         arrays, deleted = fmt.load_segment(index_dir, entry, manifest, verify)
         return cls(entry, arrays, deleted, int(manifest["range_shift"]))
 
-    def search(self, terms, vals, mu, first, scratch, ts, tn, m, k) -> int:
+    def search(self, terms, vals, mu, first, scratch, ts, tn, m, k, internal: bool = False) -> int:
+        """Continue the top-k (ts, tn, m) with this segment's documents; ``internal``: hold internal ids
+        instead of doc numbers (candidates for ``complete``)."""
         a = self.arrays
         acc, sel = scratch
-        return kernels.search_segment(a["words"], a["impacts"], a["term_ptr"], a["term_chunk"], a["chunk_last"], a["chunk_pos"],
-                                      a["range_max"], self.range_shift, a["doc_numbers"], self.deleted, terms, vals, float(mu), int(first),
+        if internal and self._ids is None:
+            self._ids = np.arange(self.deleted.size, dtype=np.int64)
+        numbers = self._ids if internal else a["doc_numbers"]
+        return kernels.search_segment(a["words"], a["impacts"], a["term_ptr"], a["term_chunk"], a["chunk_base"], a["chunk_last"], a["chunk_pos"],
+                                      a["range_max"], self.range_shift, numbers, self.deleted, terms, vals, float(mu), int(first),
                                       acc, sel, ts, tn, m, k)
+
+    def complete(self, terms, vals, cand, partial, ts, tn, m, k) -> int:
+        """Add ``terms``' contributions to candidates (internal ids) scored on the other terms, then
+        offer their complete scores to the top-k (ts, tn, m)."""
+        a = self.arrays
+        order = np.argsort(cand)
+        cand, scores = cand[order], partial[order]  # copies: the caller's buffers stay as they were
+        kernels.rescore(a["words"], a["impacts"], a["term_ptr"], a["term_chunk"], a["chunk_base"], a["chunk_last"], a["chunk_pos"], terms, vals, cand, scores)
+        return kernels.offer_all(scores, cand, a["doc_numbers"], ts, tn, m, k)
+
+
+def _kept_terms(vals: np.ndarray, query_cut: int, query_mass: float) -> np.ndarray:
+    """Positions of the query terms scored over every document: the largest weights, at most
+    ``query_cut`` of them (0: no limit) and no more than hold ``query_mass`` of the weight sum."""
+    n = vals.size if query_cut <= 0 else min(vals.size, query_cut)
+    if n == vals.size and query_mass >= 1:
+        return np.arange(vals.size)
+    order = np.lexsort((np.arange(vals.size), -vals))
+    if query_mass < 1:
+        n = min(n, int(np.searchsorted(np.cumsum(vals[order]), query_mass * vals.sum())) + 1)
+    return np.sort(order[:n])
 
 
 class SparseIndex:
@@ -116,28 +146,38 @@ class SparseIndex:
             self._scratch.buffers = acc, sel
         return acc, sel
 
-    def search(self, q: SparseVec, k: int = 10, mode: Mode = "exact", mu: float = 0.9, query_cut: int = 0,
-               first: int = kernels.FIRST_RANGES) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: SparseVec, k: int = 10, mode: Mode = "exact", mu: float = 0.9, query_cut: int = 0, query_mass: float = 1.0,
+               rescore: int = 0, first: int = kernels.FIRST_RANGES) -> tuple[np.ndarray, np.ndarray]:
         """Top-k doc numbers and scores; see the module docstring for modes and knobs."""
         if mode not in MODES:
             raise SprigError(f"search mode {mode!r}: expected one of {', '.join(MODES)}")
         if k < 1:
             raise SprigError(f"k must be at least 1, got {k}")
         if mode == "exact":
-            mu, query_cut = 1.0, 0
-        elif not 0 < mu <= 1:
-            raise SprigError(f"mu must be in (0, 1], got {mu}")
-        if query_cut > 0 and len(q) > query_cut:
-            q = q.top(query_cut)
+            mu, query_cut, query_mass, rescore = 1.0, 0, 1.0, 0
+        elif not 0 < mu <= 1 or not 0 < query_mass <= 1 or query_cut < 0 or rescore < 0:
+            raise SprigError(f"approx knobs: mu and query_mass must be in (0, 1], query_cut and rescore >= 0; got mu={mu}, "
+                             f"query_mass={query_mass}, query_cut={query_cut}, rescore={rescore}")
         terms, vals, factor = self.quantize_query(q)
         if terms.size == 0:
             return _EMPTY
+        kept = _kept_terms(vals, query_cut, query_mass)
         segments = self.segments  # a concurrent add/merge swaps the list, never mutates it
         scratch = self._buffers()
         ts, tn = np.zeros(k, np.int64), np.zeros(k, np.int64)
         m = 0
-        for seg in segments:
-            m = seg.search(terms, vals, mu, first, scratch, ts, tn, m, k)
+        if rescore and kept.size < terms.size:
+            rest = np.setdiff1d(np.arange(terms.size), kept)
+            n_cand = max(rescore, k)
+            cs, cn = np.zeros(n_cand, np.int64), np.zeros(n_cand, np.int64)
+            for seg in segments:
+                cm = seg.search(terms[kept], vals[kept], mu, first, scratch, cs, cn, 0, n_cand, internal=True)
+                m = seg.complete(terms[rest], vals[rest], cn[:cm], cs[:cm], ts, tn, m, k)
+        else:
+            if kept.size < terms.size:
+                terms, vals = terms[kept], vals[kept]
+            for seg in segments:
+                m = seg.search(terms, vals, mu, first, scratch, ts, tn, m, k)
         order = np.lexsort((tn[:m], -ts[:m]))
         return tn[order].copy(), (ts[order] * (self.scale / factor)).astype(np.float32)
 

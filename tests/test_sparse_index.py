@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from indexer import sparse_format as fmt
 from retriever import sparse_kernels
-from retriever.sparse_index import SparseIndex
+from retriever.sparse_index import SparseIndex, _kept_terms
 from sprig.errors import IndexCorrupt
 from sprig.types import SparseVec
 from tests.conftest import dataset
@@ -73,7 +73,7 @@ def test_ties_break_by_doc_number(tmp_path, range_shift):
 
 @pytest.mark.parametrize("range_shift, n", [(0, 5000), (6, 5000), (9, 5000), (11, sparse_kernels.TILE + 3000)])
 def test_exact_with_small_ranges(tmp_path, range_shift, n):
-    """Many ranges, with chunks straddling range edges (a term's chunk holds 128 postings), and more
+    """Many ranges, with chunks straddling range edges (a term's chunk holds sparse_kernels.CHUNK postings), and more
     documents than one accumulator tile."""
     rng = np.random.default_rng(5)
     vocab = 40
@@ -97,6 +97,51 @@ def test_approx_mode_trades_recall(random_index):
     approx = index.batch_search(queries, 10, mode="approx", mu=0.8, query_cut=30)
     recall = np.mean([len(np.intersect1d(a[0], e[0])) / len(e[0]) for a, e in zip(approx, exact) if len(e[0])])
     assert 0.7 <= recall <= 1.0
+
+
+def full_scores(docs, numbers, index: SparseIndex, q: SparseVec) -> dict[int, float]:
+    """Doc number -> brute-force score of every document (the reference with k = all)."""
+    nums, scores = reference(docs, numbers, index, q, len(docs))
+    return dict(zip(nums.tolist(), scores.tolist()))
+
+
+@pytest.mark.parametrize("segments", [1, 3])
+def test_approx_rescore_returns_true_scores(tmp_path, segments):
+    """Candidates found on the heaviest query terms are completed on the others: every returned score is
+    the document's full dot product, all candidates = exact, and recall rises with more candidates."""
+    rng = np.random.default_rng(13)
+    docs = random_vecs(rng, 1500, 400, 50)
+    numbers = rng.permutation(10**6)[:1500].astype(np.int64)
+    parts = np.array_split(np.arange(1500), segments)
+    index = SparseIndex.create(tmp_path / "idx", [docs[i] for i in parts[0]], numbers[parts[0]], 400)
+    for part in parts[1:]:
+        index.add([docs[i] for i in part], numbers[part])
+    gone = numbers[rng.choice(1500, 40, replace=False)]
+    index.delete(gone)
+    keep = ~np.isin(numbers, gone)
+    live_docs, live_numbers = [d for d, ok in zip(docs, keep) if ok], numbers[keep]
+    queries = random_vecs(rng, 60, 400, 40)
+    exact = index.batch_search(queries, 10)
+    recalls = []
+    for rescore in (10, 40, 200):
+        got = index.batch_search(queries, 10, mode="approx", mu=1.0, query_mass=0.5, rescore=rescore)
+        for q, (nums, scores) in zip(queries, got):
+            truth = full_scores(live_docs, live_numbers, index, q)
+            np.testing.assert_allclose(scores, [truth[int(n)] for n in nums], rtol=1e-6)
+            assert list(zip(-scores, nums)) == sorted(zip(-scores, nums))
+        recalls.append(np.mean([len(np.intersect1d(a[0], e[0])) / len(e[0]) for a, e in zip(got, exact) if len(e[0])]))
+    assert recalls[0] <= recalls[1] <= recalls[2] and recalls[2] >= 0.9
+    for a, b in zip(exact, index.batch_search(queries, 10, mode="approx", mu=1.0, query_mass=1.0, rescore=50)):
+        assert_same(a, b)
+
+
+def test_kept_terms_by_count_and_mass():
+    vals = np.array([5, 1, 3, 3, 8], np.int64)
+    assert _kept_terms(vals, 0, 1.0).tolist() == [0, 1, 2, 3, 4]
+    assert _kept_terms(vals, 2, 1.0).tolist() == [0, 4]
+    assert _kept_terms(vals, 0, 0.6).tolist() == [0, 4]  # 8 + 5 = 13 of 20 >= 12
+    assert _kept_terms(vals, 0, 0.7).tolist() == [0, 2, 4]  # 13 < 14: one more (tied weights: the smaller position)
+    assert _kept_terms(vals, 1, 0.9).tolist() == [4]
 
 
 def test_batch_search_threads_match(random_index):
@@ -213,11 +258,11 @@ def test_pfor_gaps_round_trip_with_exceptions():
     lists = [np.arange(300), mixed, np.array([5, 2**31 - 2]), np.zeros(0, np.int64)]
     term_ptr = np.concatenate([[0], np.cumsum([x.size for x in lists])]).astype(np.int64)
     docs = np.concatenate(lists).astype(np.int32)
-    term_chunk, chunk_last, chunk_pos, words = sparse_kernels.pack(term_ptr, docs)
-    np.testing.assert_array_equal(sparse_kernels.unpack(words, term_ptr, term_chunk, chunk_last, chunk_pos), docs)
-    mixed_chunks = slice(term_chunk[1], term_chunk[2])
+    term_chunk, chunk_base, chunk_last, chunk_pos, words = sparse_kernels.pack(term_ptr, docs)
+    np.testing.assert_array_equal(sparse_kernels.unpack(words, term_ptr, term_chunk, chunk_base, chunk_last, chunk_pos), docs)
     one_width = sum(min(sparse_kernels.CHUNK, mixed.size - i) * 24 for i in range(0, mixed.size, sparse_kernels.CHUNK))
-    assert chunk_pos[mixed_chunks.stop] - chunk_pos[mixed_chunks.start] < one_width / 2
+    assert chunk_base.tolist() == [0, chunk_base[-1]]  # one group of chunks: offsets from 0
+    assert chunk_pos[term_chunk[2]] - chunk_pos[term_chunk[1]] < one_width / 2
 
 # --- real data --------------------------------------------------------------------------------------
 
