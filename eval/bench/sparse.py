@@ -64,7 +64,7 @@ def systems(n_docs: int) -> dict[str, System]:
     return {
         "scipy": System("scipy_brute", peers=False),
         "sprig": System("sprig_engine", peers=False, settings=[{"mode": "exact"}] + [
-            {"mode": "approx", "mu": mu, "query_cut": cut} for cut in (0, 16) for mu in (0.9, 0.7, 0.5)]),
+            {"mode": "approx", "query_mass": mass, "rescore": r} for mass, r in ((0.9, 100), (0.8, 100), (0.7, 200), (0.8, 50), (0.6, 200))]),
         "lucene": System("lucene", peers=True),
         "seismic": System("seismic", peers=True, build={"n_postings": seismic_postings(n_docs)}, settings=[
             {"query_cut": cut, "heap_factor": hf} for cut in (5, 10, 20) for hf in (0.7, 0.9)]),

@@ -16,7 +16,7 @@ def _label(system: str, knobs: dict) -> str:
     if system == "sprig":
         if knobs.get("mode") == "exact":
             return "sprig exact"
-        return f"sprig approx mu={knobs['mu']} cut={knobs['query_cut']}"
+        return "sprig approx " + " ".join(f"{k}={v}" for k, v in knobs.items() if k != "mode")
     return system + (" " + " ".join(f"{k}={v}" for k, v in knobs.items()) if knobs else "")
 
 
@@ -45,7 +45,7 @@ def best_at(rs: list[dict], family: str, recall: float) -> dict | None:
 
 
 def targets(results: dict) -> list[str]:
-    """Issue 7's three targets, checked on one corpus."""
+    """Issue 6's three targets, checked on one corpus."""
     rs = rows(results)
     exact = next((r for r in rs if r["family"] == "sprig exact"), None)
     lucene = next((r for r in rs if r["family"] == "lucene"), None)
