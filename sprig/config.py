@@ -90,6 +90,7 @@ class GeneratorConfig(BaseModel):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     stop: list[str] = []  # generation ends before the first of these strings
     temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy
+    prefix_cache: bool = True  # reuse the KV of the fixed prompt scaffold (system prompt, example) across requests
 
 
 class CompressConfig(BaseModel):

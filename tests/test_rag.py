@@ -155,7 +155,7 @@ class ScriptedGenerator:
         self.prompts.append(messages)
         return list(range(sum(words(m["content"]) for m in messages)))
 
-    def stream(self, prompt, max_new_tokens=64, stop=(), temperature=0.0, seed=0, stats=None):
+    def stream(self, prompt, max_new_tokens=64, stop=(), temperature=0.0, seed=0, stats=None, prefix=None):
         stats.prompt_tokens, stats.new_tokens, stats.finish_reason = len(prompt), 3, "stop"
         yield from re.findall(r"\S+\s*", self.reply)
 

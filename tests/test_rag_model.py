@@ -53,6 +53,18 @@ def test_prompt_over_the_context_is_a_user_error(generator):
         generator.generate([0] * generator.max_context, max_new_tokens=4)
 
 
+@pytest.mark.parametrize("closed_book", [False, True])
+def test_prefix_cache_keeps_the_greedy_answer(generator, squad_hits, closed_book):
+    def answer(prefix_cache):
+        answerer = Answerer(generator, None, CompressConfig(), GeneratorConfig(max_new_tokens=16, prefix_cache=prefix_cache))
+        return answerer.answer("Which NFL team represented the AFC at Super Bowl 50?", mode="none",
+                               passages=squad_hits[:2], closed_book=closed_book)
+
+    plain, cached = answer(False), answer(True)
+    assert cached.text == plain.text and cached.stats["new_tokens"] == plain.stats["new_tokens"] > 0
+    assert plain.stats["cached_prompt_tokens"] == 0 < cached.stats["cached_prompt_tokens"] < cached.stats["prompt_tokens"]
+
+
 @pytest.mark.slow
 def test_answer_recomp_extractive_end_to_end(generator, squad_hits, dense_encoder):
     answerer = Answerer(generator, None, CompressConfig(budget_ratio=0.25), GeneratorConfig(max_new_tokens=12), lambda: dense_encoder)
