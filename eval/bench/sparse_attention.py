@@ -47,6 +47,8 @@ def check_correctness() -> list[dict]:
         (3, 12, 4, 5000, 128, 32, 1 / 4, torch.float16),
         (2, 9, 3, 2048 + 5, 64, 16, 1 / 8, torch.bfloat16),
         (8, 32, 8, 32768, 64, 16, 1 / 8, torch.bfloat16),
+        (1, 32, 8, 131072 - 3, 64, 16, 1 / 8, torch.bfloat16),  # 8192 pages per row
+        (2, 32, 8, 131072, 64, 64, 1 / 8, torch.float16),
     ]
     rows = []
     for b, hq, hkv, n, d, page, budget, dtype in cases:
@@ -290,18 +292,19 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot([r["context"] for r in dense], [r["dense_single_call_ms"] for r in dense], "k-o",
                 label="dense SDPA (1 eager call)")
         ax.plot([r["context"] for r in dense], [r["dense_graph_ms"] for r in dense], "k--", label="dense SDPA (graph)")
-        for budget in sorted({r["budget"] for r in rows if r["kind"] == "sparse"}, reverse=True):
-            sp = [r for r in rows if r["kind"] == "sparse" and r["batch"] == b and r["budget"] == budget
-                  and r["page"] == 16]
-            ax.plot([r["context"] for r in sp], [r["sparse_graph_ms"] for r in sp], "-o",
-                    label=f"sparse 1/{round(1 / budget)} (graph)")
+        for page, style in ((16, "-o"), (64, ":s")):
+            for budget in sorted({r["budget"] for r in rows if r["kind"] == "sparse"}, reverse=True):
+                sp = [r for r in rows if r["kind"] == "sparse" and r["batch"] == b and r["budget"] == budget
+                      and r["page"] == page]
+                ax.plot([r["context"] for r in sp], [r["sparse_graph_ms"] for r in sp], style,
+                        label=f"sparse 1/{round(1 / budget)}, page {page} (graph)")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel("attention op latency (ms)")
-        ax.set_title(f"batch {b}, 32 q / 8 kv heads, d=64, bf16, page 16")
+        ax.set_title(f"batch {b}, 32 q / 8 kv heads, d=64, bf16")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -332,20 +335,21 @@ def main() -> None:
     if "op" not in args.skip:
         contexts = [32768] if args.quick else [4096, 16384, 32768, 65536, 131072]
         if "sweep" not in args.skip:
-            result["op"] = op_sweep(contexts, [1, 8], [1 / 4, 1 / 8, 1 / 16], [16], result["copy_bw_Bps"])
+            result["op"] = op_sweep(contexts, [1, 8], [1 / 4, 1 / 8, 1 / 16], [16, 64], result["copy_bw_Bps"])
             save()
-        result["op_pages"] = op_sweep([32768, 131072], [1, 8], [1 / 8], [32, 64], result["copy_bw_Bps"])
+        result["op_pages"] = op_sweep([32768, 131072], [1, 8], [1 / 8], [8, 32], result["copy_bw_Bps"])
         save()
         if "sweep" not in args.skip:
             plot(result["op"], args.out / "sparse_attention.png")
     if "breakdown" not in args.skip:
         result["breakdown"] = kernel_breakdown([(32768, 1, 16, 1 / 8), (32768, 8, 16, 1 / 8), (131072, 1, 16, 1 / 8),
+                                                (32768, 1, 64, 1 / 8), (32768, 8, 64, 1 / 8), (131072, 1, 64, 1 / 8),
                                                 (131072, 8, 64, 1 / 8)])
         save()
     if "e2e" not in args.skip:
         model = llama_1b()
         result["e2e"] = []
-        for batch, page in ((8, 16), (8, 32), (8, 64), (1, 16)):
+        for batch, page in ((8, 16), (8, 32), (8, 64), (1, 16), (1, 64)):
             r = e2e(model, 32768, batch, 1 / 8, page, 2)
             result["e2e"].append(r)
             save()

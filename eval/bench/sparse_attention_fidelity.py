@@ -8,7 +8,12 @@ dense answer (position-wise over the dense answer's tokens), exact-match of whol
 against the gold answers (official normalisation), with the standard error of the per-question F1
 difference (the same questions are answered in every mode, so the comparison is paired).
 
-Run: python -m eval.bench.sparse_attention_fidelity --out DIR [--questions 60] [--paragraphs 6]
+Decoding a 135M model is Python-bound, so several processes share one GPU well: `--shard I --shards N`
+answers questions i with i % N == I of the same prompt list, and `--merge` joins the JSONs of shards (and
+of runs of other modes on the same questions) by question id into one summary of the same format.
+
+Run: python -m eval.bench.sparse_attention_fidelity --out DIR [--questions 60] [--paragraphs 6] [--shard I --shards N]
+     python -m eval.bench.sparse_attention_fidelity --merge OUT.json DIR_OR_JSON [...]
 """
 from __future__ import annotations
 
@@ -25,9 +30,13 @@ import torch
 from eval.qa_metrics import best, f1
 from rag.generator import Generator
 from rag.sparse_attention import apply_sparse_attention, remove_sparse_attention
+from sprig.errors import SprigError
 
 DATA = Path(os.environ.get("SPRIG_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 SYSTEM = "Answer the question with a short phrase taken from the passages. Do not explain."
+RESULT = "sparse_attention_fidelity.json"
+# runs merge only when these agree: the same question id means the same prompt and the same decoding
+SETTINGS = ("model", "device", "dtype", "paragraphs", "sink_pages", "max_new_tokens")
 
 
 def rag_prompts(path: Path, questions: int, paragraphs: int, seed: int = 0) -> list[dict]:
@@ -69,7 +78,12 @@ def greedy(model, first: int, cache, eos: set[int], max_new: int) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, help="folder for this run's JSON (required unless --merge)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar=("OUT_JSON", "DIR_OR_JSON"),
+                    help=f"join the {RESULT} files under the given folders (or the given JSON files) into OUT_JSON, "
+                         "print a markdown table and exit")
+    ap.add_argument("--shard", type=int, default=0, help="answer questions i with i %% shards == shard")
+    ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--questions", type=int, default=60)
     ap.add_argument("--paragraphs", type=int, default=6)
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.125])
@@ -83,21 +97,38 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = ap.parse_args()
+    if args.merge is not None:
+        if len(args.merge) < 2:
+            ap.error("--merge needs OUT_JSON and at least one folder or JSON file")
+        merged = merge(args.merge[1:])
+        _write_json(args.merge[0], merged)
+        print(table(merged["summary"]))
+        return
+    if args.out is None:
+        ap.error("--out is required unless --merge is given")
+    if not 0 <= args.shard < args.shards:
+        ap.error(f"--shard must be in 0..{args.shards - 1} (--shards {args.shards}), got {args.shard}")
+    print(json.dumps(run(args), indent=1))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Answer this shard's questions in every mode; rewrite the JSON after each question. Returns the summary."""
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     gen = Generator(args.model, args.gguf_file, device=args.device)
     model, tok = gen.model.to(getattr(torch, args.dtype)), gen.tokenizer
-    items = rag_prompts(DATA / "qa" / "squad-dev-a.json", args.questions, args.paragraphs)
+    items = list(enumerate(rag_prompts(DATA / "qa" / "squad-dev-a.json", args.questions, args.paragraphs)))
+    items = items[args.shard :: args.shards]
     modes = {"dense": None} | {f"sparse_{b:g}_recent{r}_page{p}_dense{d}": (b, r, p, d) for d in args.dense_layers
                                for p in args.page_size for r in args.recent_pages for b in args.budgets}
     rows, started, summary = [], time.perf_counter(), {}
-    for item in items:
+    for index, item in items:
         ids = gen.encode_chat(item["messages"])
         remove_sparse_attention(model)
         with torch.inference_mode():
             pre = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True)
         first = int(pre.logits[0, -1].argmax())
-        row = dict(id=item["id"], prompt_tokens=len(ids), golds=item["golds"])
+        row = dict(id=item["id"], index=index, prompt_tokens=len(ids), golds=item["golds"])
         for name, mode in modes.items():
             if mode is None:
                 remove_sparse_attention(model)
@@ -110,30 +141,96 @@ def main() -> None:
         rows.append(row)
         summary = dict(model=gen.name, device=str(model.device), dtype=args.dtype, questions=len(rows),
                        paragraphs=args.paragraphs, sink_pages=args.sink_pages, max_new_tokens=args.max_new_tokens,
+                       shard=args.shard, shards=args.shards,
                        mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
                        seconds=time.perf_counter() - started, modes=summarise(rows, modes))
         # rewritten after every question, so a run stopped at a time limit still reports what it did
-        (args.out / "sparse_attention_fidelity.json").write_text(json.dumps(dict(summary=summary, rows=rows), indent=1))
+        _write_json(args.out / RESULT, dict(summary=summary, rows=rows))
     remove_sparse_attention(model)
-    print(json.dumps(summary, indent=1))
+    return summary
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write aside, then rename: a process killed at its time limit leaves the previous whole file."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def merge(paths: list[Path]) -> dict:
+    """Join runs by question id: shards of one prompt list, or runs of other modes on the same questions.
+
+    The first answer read for a (question, mode) is kept; a later different one (dense bf16 decoding is
+    not bit-for-bit repeatable across GPU processes) is counted in `disagreements`. Files that cannot be
+    read (a process killed before its first question left none) are listed in `unreadable`.
+    """
+    files = list(dict.fromkeys(f.resolve() for p in paths for f in (sorted(p.rglob(RESULT)) if p.is_dir() else [p])))
+    settings, modes, rows, sources, unreadable, disagreements = None, {}, {}, [], [], 0
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            unreadable.append(f"{path}: {exc}")
+            continue
+        mine = {k: data["summary"].get(k) for k in SETTINGS}
+        settings = settings or mine
+        if mine != settings:
+            differ = [k for k in SETTINGS if mine[k] != settings[k]]
+            raise SprigError(f"{path}: {', '.join(f'{k}={mine[k]!r}' for k in differ)} differs from "
+                             f"{sources[0]['path']} ({', '.join(f'{k}={settings[k]!r}' for k in differ)}); cannot merge")
+        names = list(data["summary"]["modes"])
+        modes.update(dict.fromkeys(names))
+        for r in data["rows"]:
+            row = rows.setdefault(r["id"], {k: r[k] for k in ("id", "index", "prompt_tokens", "golds") if k in r})
+            if row["prompt_tokens"] != r["prompt_tokens"]:
+                raise SprigError(f"{path}: question {r['id']} has {r['prompt_tokens']} prompt tokens, "
+                                 f"{row['prompt_tokens']} in an earlier file; not the same prompt list")
+            for name in names:
+                if name in row:
+                    disagreements += row[name]["tokens"] != r[name]["tokens"]
+                else:
+                    row[name] = r[name]
+        sources.append(dict(path=str(path), questions=len(data["rows"]), seconds=data["summary"].get("seconds")))
+    if settings is None:
+        raise SprigError(f"no readable {RESULT} under {', '.join(map(str, paths))}" + "".join(f"; {u}" for u in unreadable))
+    rows = sorted(rows.values(), key=lambda r: r.get("index", 0))  # the prompt list's order, as one unsharded run
+    summary = dict(settings, questions=len(rows), mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
+                   disagreements=disagreements, unreadable=unreadable, sources=sources, modes=summarise(rows, modes))
+    return dict(summary=summary, rows=rows)
+
+
+def table(summary: dict) -> str:
+    """The summary's modes as a markdown table (F1 in points)."""
+    lines = ["| mode | questions | SQuAD F1 | F1 − dense (± s.e.) | token agreement | identical answers |",
+             "|---|---|---|---|---|---|"]
+    for name, m in summary["modes"].items():
+        se = f" ± {m['f1_minus_dense_se']:.2f}" if m["f1_minus_dense_se"] is not None else ""
+        lines.append(f"| {name} | {m['questions']} | {m['f1']:.2f} | {m['f1_minus_dense']:+.2f}{se} | "
+                     f"{m['token_agreement']:.2f} | {100 * m['answer_exact_match']:.0f}% |")
+    return "\n".join(lines)
 
 
 def summarise(rows: list[dict], modes) -> dict:
-    """Per mode: mean SQuAD F1, its difference to dense with the paired standard error, agreement with dense."""
+    """Per mode, over the questions answered both in it and densely: their count, mean SQuAD F1, its
+    difference to dense with the paired standard error, agreement with dense. Modes with none are left out."""
     out = {}
     for name in modes:
+        rows_in = [r for r in rows if name in r and "dense" in r]
+        if not rows_in:
+            continue
         agree = total = exact = 0
-        for r in rows:
+        for r in rows_in:
             dense, mine = r["dense"]["tokens"], r[name]["tokens"]
             agree += sum(a == b for a, b in zip(dense, mine))
             total += max(len(dense), len(mine))
             exact += dense == mine
-        mean_f1 = 100 * sum(r[name]["f1"] for r in rows) / len(rows)
-        dense_f1 = 100 * sum(r["dense"]["f1"] for r in rows) / len(rows)
-        diffs = torch.tensor([r[name]["f1"] - r["dense"]["f1"] for r in rows], dtype=torch.float64) * 100
-        out[name] = dict(f1=mean_f1, f1_minus_dense=mean_f1 - dense_f1,
-                         f1_minus_dense_se=float(diffs.std() / len(rows) ** 0.5) if len(rows) > 1 else None,
-                         token_agreement=agree / max(total, 1), answer_exact_match=exact / len(rows))
+        n = len(rows_in)
+        mean_f1 = 100 * sum(r[name]["f1"] for r in rows_in) / n
+        dense_f1 = 100 * sum(r["dense"]["f1"] for r in rows_in) / n
+        diffs = torch.tensor([r[name]["f1"] - r["dense"]["f1"] for r in rows_in], dtype=torch.float64) * 100
+        out[name] = dict(questions=n, f1=mean_f1, f1_minus_dense=mean_f1 - dense_f1,
+                         f1_minus_dense_se=float(diffs.std() / n ** 0.5) if n > 1 else None,
+                         token_agreement=agree / max(total, 1), answer_exact_match=exact / n)
     return out
 
 
