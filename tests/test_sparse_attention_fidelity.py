@@ -1,16 +1,100 @@
-"""Merging fidelity runs (eval/bench/sparse_attention_fidelity.py): shards and runs of other modes join
-by question id into the summary one run over the same questions gives; checked on synthetic rows
-against a plain reference of the per-mode figures."""
+"""Fidelity runs (eval/bench/sparse_attention_fidelity.py): prompts are built from a synthetic SQuAD file
+with a word counter standing in for the tokenizer; shards and runs of other modes join by question id into
+the summary one run over the same questions gives, checked on synthetic rows against a plain reference of
+the per-mode figures."""
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
-from eval.bench.sparse_attention_fidelity import RESULT, merge, summarise, table
+from eval.bench.sparse_attention_fidelity import RESULT, merge, rag_prompts, summarise, table
 from sprig.errors import SprigError
+
+# words per paragraph, per article: article 1 cannot fill 90% of 400 words, article 2 ends in one over 400
+LENGTHS = [[14, 28, 37, 35, 34, 12, 18, 13, 25, 34, 24, 25, 30, 22, 35, 16, 13, 25, 10, 38],
+           [36, 22, 23, 29, 34, 34],
+           [10, 32, 24, 18, 33, 35, 17, 28, 40, 13, 38, 20, 10, 10, 10, 30, 27, 10, 40, 38, 450]]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _superadditive(text: str) -> int:
+    """Counts more for a joined text than for its blocks, as tokenizers may: the block-by-block estimate
+    falls short and the exact count of the final text has to trim it."""
+    return _words(text) + _words(text) // 20
+
+
+def _squad(folder: Path, lengths: list[list[int]] = LENGTHS) -> Path:
+    """A SQuAD-format file: paragraph j of article a has lengths[a][j] words and one question, id a{a}_{j}."""
+    articles = [dict(title=f"t{a}", paragraphs=[
+        dict(context=" ".join(f"w{a}.{j}.{k}" for k in range(n)),
+             qas=[dict(id=f"a{a}_{j}", question=f"q {a} {j}?", answers=[dict(text=f"w{a}.{j}.0", answer_start=0)])])
+        for j, n in enumerate(article)]) for a, article in enumerate(lengths)]
+    path = folder / "squad.json"
+    path.write_text(json.dumps(dict(data=articles)))
+    return path
+
+
+def _blocks(item: dict) -> list[str]:
+    """The passage blocks of an item's prompt."""
+    user = item["messages"][1]["content"]
+    return user.split("Passages:\n", 1)[1].split("\n\nQuestion: ", 1)[0].split("\n\n")
+
+
+@pytest.mark.parametrize("count", [_words, _superadditive])
+def test_context_tokens_fill_prompts_to_between_90_and_100_percent(tmp_path, count):
+    path, budget = _squad(tmp_path), 400
+    items = rag_prompts(path, 100, paragraphs=6, context_tokens=budget, count_tokens=count)
+    paragraphs = json.loads(path.read_text())["data"]
+    order = sorted(items, key=lambda it: tuple(int(x) for x in it["id"][1:].split("_"))[::-1])
+    assert [it["id"] for it in items] == [it["id"] for it in order]  # round-robin over articles, as without it
+    assert {it["id"][:2] for it in items} == {"a0", "a2"} and len(items) > 8
+    for item in items:
+        a, j = (int(x) for x in item["id"][1:].split("_"))
+        blocks = _blocks(item)
+        texts = [b.split(" ", 1)[1] for b in blocks]
+        assert [b.split(" ", 1)[0] for b in blocks] == [f"[{k + 1}]" for k in range(len(blocks))]
+        assert paragraphs[a]["paragraphs"][j]["context"] in texts
+        assert len(set(texts)) == len(texts) and set(texts) <= {p["context"] for p in paragraphs[a]["paragraphs"]}
+        assert item["context_tokens"] == count("\n\n".join(blocks))
+        assert 0.9 * budget <= item["context_tokens"] <= budget
+
+
+def test_articles_that_cannot_fill_90_percent_give_no_questions(tmp_path):
+    path, short = _squad(tmp_path), sum(LENGTHS[1]) + len(LENGTHS[1])  # article 1's words with its "[k]"s
+    ids = [it["id"] for it in rag_prompts(path, 100, paragraphs=1, context_tokens=400, count_tokens=_words)]
+    assert short < 0.9 * 400 and not [i for i in ids if i.startswith("a1_")]
+    assert "a2_20" not in ids  # its gold paragraph alone is over 400 words
+    ids = [it["id"] for it in rag_prompts(path, 100, paragraphs=1, context_tokens=short, count_tokens=_words)]
+    assert {f"a1_{j}" for j in range(len(LENGTHS[1]))} <= set(ids)  # the whole article fits exactly
+
+
+def test_exact_count_over_the_budget_drops_paragraphs_until_it_fits(tmp_path):
+    """Ten 10-word paragraphs, 11 words each as a block: the estimate fits all ten in 110, the superadditive
+    exact count of the joined text is 115, so one is dropped: nine, 99 + 4 tokens."""
+    path = _squad(tmp_path, [[10] * 10])
+    items = rag_prompts(path, 100, paragraphs=1, context_tokens=110, count_tokens=_superadditive)
+    assert len(items) == 10 and all(len(_blocks(it)) == 9 and it["context_tokens"] == 103 for it in items)
+
+
+def test_paragraph_count_prompts_are_unchanged(tmp_path):
+    """Without --context-tokens the prompts are those of the code before it (pinned), `paragraphs` blocks each."""
+    path = _squad(tmp_path)
+    items = rag_prompts(path, 100, paragraphs=7, seed=3)
+    assert all(len(_blocks(it)) == 7 for it in items)
+    assert {it["id"][:2] for it in items} == {"a0", "a2"} and len(items) == 41  # article 1 has only 6 paragraphs
+    pinned = "f3a9a887798650bc2e8c58295a11c924796a194be3b59c3adb6db08989b9ab73"  # these prompts at commit 588377d
+    assert hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest() == pinned
+    counted = rag_prompts(path, 100, paragraphs=7, seed=3, count_tokens=_words)
+    assert [{k: v for k, v in it.items() if k != "context_tokens"} for it in counted] == items
+    assert [it["context_tokens"] for it in counted] == [_words("\n\n".join(_blocks(it))) for it in items]
 
 SETTINGS = dict(model="smol", device="cpu", dtype="float32", paragraphs=6, sink_pages=1, max_new_tokens=24)
 
@@ -89,3 +173,30 @@ def test_runs_with_other_prompts_do_not_merge(tmp_path):
     _write(tmp_path / "b", rows, ["dense"], paragraphs=16)
     with pytest.raises(SprigError, match="paragraphs=16"):
         merge([tmp_path / "a", tmp_path / "b"])
+
+
+def test_runs_with_other_context_tokens_do_not_merge(tmp_path):
+    rows = _rows(4, ["dense"])
+    _write(tmp_path / "old", rows, ["dense"])  # written before --context-tokens: no such key
+    _write(tmp_path / "new", rows, ["dense"], context_tokens=None)
+    assert merge([tmp_path / "old", tmp_path / "new"])["summary"]["context_tokens"] is None
+    _write(tmp_path / "a", rows, ["dense"], paragraphs=None, context_tokens=7000)
+    _write(tmp_path / "b", rows, ["dense"], paragraphs=None, context_tokens=6000)
+    with pytest.raises(SprigError, match="context_tokens=6000"):
+        merge([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(SprigError, match="context_tokens=7000"):
+        merge([tmp_path / "old", tmp_path / "a"])
+
+
+def test_plot_draws_summaries_of_several_lengths(tmp_path):
+    from eval.bench.sparse_attention_fidelity import plot
+
+    paths = []
+    for i, tokens in enumerate((1000, 3000)):
+        modes = ["dense", "sparse_a"]
+        rows = _rows(6, modes, seed=i)
+        summary = dict(mean_prompt_tokens=tokens, modes=summarise(rows, modes))
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(dict(summary=summary)))
+    plot(paths, tmp_path / "out.png")
+    assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
