@@ -200,3 +200,13 @@ def test_plot_draws_summaries_of_several_lengths(tmp_path):
         paths[-1].write_text(json.dumps(dict(summary=summary)))
     plot(paths, tmp_path / "out.png")
     assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_names_a_file_that_is_not_a_summary(tmp_path):
+    from eval.bench.sparse_attention_fidelity import plot
+
+    bad = tmp_path / "rows_only.json"
+    bad.write_text(json.dumps(dict(rows=[])))
+    with pytest.raises(SprigError, match="rows_only.json: not a fidelity summary"):
+        plot([bad], tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()

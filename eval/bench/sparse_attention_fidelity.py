@@ -155,14 +155,20 @@ def main() -> None:
     if args.merge is not None:
         if len(args.merge) < 2:
             ap.error("--merge needs OUT_JSON and at least one folder or JSON file")
-        merged = merge(args.merge[1:])
+        try:
+            merged = merge(args.merge[1:])
+        except SprigError as exc:
+            ap.exit(2, f"{ap.prog}: {exc}\n")
         _write_json(args.merge[0], merged)
         print(table(merged["summary"]))
         return
     if args.plot is not None:
         if len(args.plot) < 2:
             ap.error("--plot needs OUT_PNG and at least one summary JSON")
-        plot(args.plot[1:], args.plot[0])
+        try:
+            plot(args.plot[1:], args.plot[0])
+        except SprigError as exc:
+            ap.exit(2, f"{ap.prog}: {exc}\n")
         return
     if args.out is None:
         ap.error("--out is required unless --merge or --plot is given")
@@ -286,11 +292,15 @@ def plot(paths: list[Path], out: Path) -> None:
 
     lines: dict[str, list[tuple[float, float, float]]] = {}
     for path in paths:
-        summary = json.loads(Path(path).read_text())["summary"]
-        for name, m in summary["modes"].items():
+        try:
+            summary = json.loads(Path(path).read_text())["summary"]
+            modes, tokens = summary["modes"], summary["mean_prompt_tokens"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SprigError(f"{path}: not a fidelity summary ({exc!r})") from exc
+        for name, m in modes.items():
             if name != "dense":
                 lines.setdefault(name, []).append(
-                    (summary["mean_prompt_tokens"], m["f1_minus_dense"], 1.96 * (m["f1_minus_dense_se"] or 0.0)))
+                    (tokens, m["f1_minus_dense"], 1.96 * (m["f1_minus_dense_se"] or 0.0)))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, (name, points) in enumerate(sorted(lines.items())):
         x, y, err = zip(*sorted(points))
