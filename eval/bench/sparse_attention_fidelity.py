@@ -152,24 +152,21 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = ap.parse_args()
-    if args.merge is not None:
-        if len(args.merge) < 2:
-            ap.error("--merge needs OUT_JSON and at least one folder or JSON file")
-        try:
+    if args.merge is not None and len(args.merge) < 2:
+        ap.error("--merge needs OUT_JSON and at least one folder or JSON file")
+    if args.plot is not None and len(args.plot) < 2:
+        ap.error("--plot needs OUT_PNG and at least one summary JSON")
+    try:  # a bad input file is one line naming it, not a traceback
+        if args.merge is not None:
             merged = merge(args.merge[1:])
-        except SprigError as exc:
-            ap.exit(2, f"{ap.prog}: {exc}\n")
-        _write_json(args.merge[0], merged)
-        print(table(merged["summary"]))
-        return
-    if args.plot is not None:
-        if len(args.plot) < 2:
-            ap.error("--plot needs OUT_PNG and at least one summary JSON")
-        try:
+            _write_json(args.merge[0], merged)
+            print(table(merged["summary"]))
+            return
+        if args.plot is not None:
             plot(args.plot[1:], args.plot[0])
-        except SprigError as exc:
-            ap.exit(2, f"{ap.prog}: {exc}\n")
-        return
+            return
+    except SprigError as exc:
+        ap.exit(2, f"{ap.prog}: {exc}\n")
     if args.out is None:
         ap.error("--out is required unless --merge or --plot is given")
     if args.context_tokens is not None and args.context_tokens < 1:
