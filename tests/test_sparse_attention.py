@@ -119,13 +119,16 @@ def test_triton_kernel_under_interpreter_matches_reference():
     script = textwrap.dedent("""
         import torch
         from kernels.page_summary import page_summary
-        from kernels.sparse_decode import page_scores_reference, sparse_decode, sparse_decode_reference
+        from kernels.sparse_decode import _slots, _split_plan, page_scores_reference, sparse_decode, sparse_decode_reference
+        splits = []
         for dtype, (b, hq, hkv, n, d, page, budget), ties in [
             (torch.float32, (2, 8, 2, 300, 64, 16, 0.25), False),
             (torch.float16, (1, 9, 3, 777, 32, 8, 0.125), False),
             (torch.float32, (2, 4, 1, 77, 32, 8, 1.0), False),
             (torch.float32, (2, 4, 2, 1200, 32, 4, 0.125), True),
+            (torch.float32, (2, 8, 2, 4100, 64, 16, 0.25), False),  # several splits per head: shares, merge
         ]:
+            splits.append(_split_plan(_slots(-(-n // page), budget, 1, 2), b * hkv, page, d, torch.device("cpu"))[2])
             torch.manual_seed(n)
             q = torch.randn(b, hq, d).to(dtype)
             k, v = torch.randn(b, hkv, n, d).to(dtype), torch.randn(b, hkv, n, d).to(dtype)
@@ -145,6 +148,7 @@ def test_triton_kernel_under_interpreter_matches_reference():
             assert torch.equal(kmin_t, kmin) and torch.equal(kmax_t, kmax)
             err = ((out.double() - ref.double()).norm() / ref.double().norm()).item()
             assert err < (1e-5 if dtype == torch.float32 else 2e-3), err
+        assert max(splits) > 1, splits
         print("ok")
     """)
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
