@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,9 @@ class Generator:
         self.eos_ids = {i for i in eos if i is not None}
         self._prefixes: dict[tuple, PrefixKV] = {}
         self._prefix_lock = threading.Lock()
+        # Sparse attention keeps each layer's page summaries on the model, so two sequences decoding at
+        # once (threads, or two streams iterated in turn) would read each other's summaries.
+        self._decoding = threading.Lock() if sparse_attention is not None else None
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -166,11 +170,11 @@ class Generator:
         stats.prompt_tokens = len(prompt)
         self.check_fits(len(prompt), max_new_tokens)
         rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
-        cache, stats.cached_tokens = self._start_cache(prompt, prefix)
         new_ids: list[int] = []
         shown, stopped = 0, False  # characters of the decoded answer already yielded; stop string seen
         stats.finish_reason = "length"
-        with torch.inference_mode():
+        with self._one_sequence(), torch.inference_mode():
+            cache, stats.cached_tokens = self._start_cache(prompt, prefix)
             ids = torch.tensor([prompt[stats.cached_tokens:]], device=self.device)  # [1, uncached prompt_len]
             for step in range(max_new_tokens):
                 out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -197,6 +201,20 @@ class Generator:
             if len(text) > shown:
                 yield text[shown:]
         stats.total_s = time.perf_counter() - start
+
+    @contextmanager
+    def _one_sequence(self) -> Iterator[None]:
+        """With sparse attention, refuse a second sequence while one is decoding (dense: no limit)."""
+        if self._decoding is None:
+            yield
+            return
+        if not self._decoding.acquire(blocking=False):
+            raise SprigError(f"{self.name} is already decoding a sequence: its sparse-attention page summaries live "
+                             "on the model, so finish or close the other stream first")
+        try:
+            yield
+        finally:
+            self._decoding.release()
 
     def generate(self, messages: Sequence[Message] | list[int], **kwargs) -> tuple[str, GenerationStats]:
         stats = GenerationStats()

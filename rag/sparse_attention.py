@@ -9,6 +9,8 @@ and page scores predict it poorly (Quest keeps its first two layers dense for th
 
 Rows are assumed unpadded: the valid length of row b is ``position_ids[b, -1] + 1``, which holds for
 batch-1 generation and for equal-length batches, with dynamic or preallocated (static) caches.
+The summaries live on the model's layers, so one sequence (or batch) decodes at a time;
+``rag.generator.Generator`` refuses a second stream while one is open.
 """
 from __future__ import annotations
 

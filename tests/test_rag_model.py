@@ -76,3 +76,17 @@ def test_answer_recomp_extractive_end_to_end(generator, squad_hits, dense_encode
     assert "Denver Broncos" in " ".join(b.text for b in ext.blocks)  # the answer sentence survives compression
     ids = {h.passage_id for h in squad_hits}
     assert all(set(c.passage_ids) <= ids for c in ext.citations + none.citations)
+
+
+def test_sparse_generator_decodes_one_sequence_at_a_time(generator):
+    """Sparse attention keeps page summaries on the model: a second stream while one is open is refused
+    with a clear error (not decoded against the first one's summaries); dense streams may interleave."""
+    sparse = load_generator(sparse_attention=dict(page_size=16, budget=0.25))
+    first = sparse.stream(MESSAGES, max_new_tokens=8)
+    assert next(first)
+    with pytest.raises(SprigError, match="already decoding"):
+        next(sparse.stream(MESSAGES, max_new_tokens=2))
+    first.close()  # the stream ends (here: abandoned), so the model is free again
+    assert sparse.generate(MESSAGES, max_new_tokens=4)[0]
+    a, b = generator.stream(MESSAGES, max_new_tokens=4), generator.stream(MESSAGES, max_new_tokens=4)
+    assert next(a) == next(b)
