@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from sprig.errors import IndexCorrupt
+from sprig.files import write_text_atomic
 
 FORMAT = "sprig-index"
 VERSION = 1
@@ -57,9 +57,7 @@ def checksums(index_dir: Path) -> dict[str, dict]:
 def write_manifest(index_dir: Path, manifest: dict) -> dict:
     """Fill in format, version and checksums, then write manifest.json atomically (temp file + rename)."""
     manifest = {**manifest, "format": FORMAT, "version": VERSION, "checksums": checksums(index_dir)}
-    tmp = index_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    os.replace(tmp, index_dir / MANIFEST)
+    write_text_atomic(index_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 

@@ -255,7 +255,7 @@ if triton is not None:
         offs_p, take, pos = _top_k(score_ptr + pid_bh * P, P, k, P_BLOCK)
         first = split * SPLIT_SLOTS
         tl.store(idx_ptr + pid_bh * SLOTS + pos, offs_p,
-                 mask=take & (pos >= first) & (pos < first + SPLIT_SLOTS) & (pos < SLOTS))
+                 mask=take & (pos >= first) & (pos < first + SPLIT_SLOTS))  # pos < k <= SLOTS
         pad = first + tl.arange(0, SPLIT_SLOTS)
         tl.store(idx_ptr + pid_bh * SLOTS + pad, tl.full([SPLIT_SLOTS], -1, tl.int32), mask=(pad >= k) & (pad < SLOTS))
         tl.debug_barrier()  # this program's share of the list is visible to all its threads

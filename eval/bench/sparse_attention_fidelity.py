@@ -38,6 +38,7 @@ from eval.qa_metrics import best, f1
 from rag.generator import Generator
 from rag.sparse_attention import apply_sparse_attention, remove_sparse_attention
 from sprig.errors import SprigError
+from sprig.files import write_text_atomic
 
 DATA = Path(os.environ.get("SPRIG_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 SYSTEM = "Answer the question with a short phrase taken from the passages. Do not explain."
@@ -159,7 +160,7 @@ def main() -> None:
     try:  # a bad input file is one line naming it, not a traceback
         if args.merge is not None:
             merged = merge(args.merge[1:])
-            _write_json(args.merge[0], merged)
+            write_text_atomic(args.merge[0], json.dumps(merged, indent=1))
             print(table(merged["summary"]))
             return
         if args.plot is not None:
@@ -213,16 +214,9 @@ def run(args: argparse.Namespace) -> dict:
                        mean_prompt_tokens=sum(r["prompt_tokens"] for r in rows) / len(rows),
                        seconds=time.perf_counter() - started, modes=summarise(rows, modes))
         # rewritten after every question, so a run stopped at a time limit still reports what it did
-        _write_json(args.out / RESULT, dict(summary=summary, rows=rows))
+        write_text_atomic(args.out / RESULT, json.dumps(dict(summary=summary, rows=rows), indent=1))
     remove_sparse_attention(model)
     return summary
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write aside, then rename: a process killed at its time limit leaves the previous whole file."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def merge(paths: list[Path]) -> dict:
