@@ -127,6 +127,8 @@ def test_triton_kernel_under_interpreter_matches_reference():
             (torch.float32, (2, 4, 1, 77, 32, 8, 1.0), False),
             (torch.float32, (2, 4, 2, 1200, 32, 4, 0.125), True),
             (torch.float32, (2, 8, 2, 4100, 64, 16, 0.25), False),  # several splits per head: shares, merge
+            (torch.float32, (2, 8, 2, 500, 32, 16, 0.0625), False),  # the sink and recent pages fill the budget
+            (torch.float32, (1, 4, 2, 40, 32, 16, 0.25), False),  # every page forced: no finite score
         ]:
             splits.append(_split_plan(_slots(-(-n // page), budget, 1, 2), b * hkv, page, d, torch.device("cpu"))[2])
             torch.manual_seed(n)
@@ -138,6 +140,8 @@ def test_triton_kernel_under_interpreter_matches_reference():
             kmin, kmax = page_summary(k, page, lengths)
             opts = dict(page_size=page, budget=budget, sink_pages=1, recent_pages=2)
             kmin_t, kmax_t = kmin.clone(), kmax.clone()
+            for row, n_row in enumerate(lengths.tolist()):  # a stale last page: the kernel must refresh it
+                kmin_t[row, :, (n_row - 1) // page], kmax_t[row, :, (n_row - 1) // page] = 7.0, -7.0
             out, pages = sparse_decode(q, k, v, kmin_t, kmax_t, lengths, return_pages=True, **opts)
             ref, ref_pages = sparse_decode_reference(q, k, v, kmin, kmax, lengths, **opts)
             assert torch.equal(pages, ref_pages), (pages, ref_pages)
