@@ -37,6 +37,7 @@ from indexer.readers import read_corpus
 from rag.compress.sentences import sentence_vectors
 from sprig.config import SprigConfig
 from sprig.errors import SprigError
+from sprig.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,8 @@ def _count(corpus: Path, fmt: str, config: SprigConfig, tokenizer) -> int:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path, ".npy") as tmp:
+        np.save(tmp, array)
 
 
 def _encode_shards(work: Path, passages: Iterator[Passage], total: int, done: int, encoders: Encoders, store: DocStore, shard_size: int, progress: bool) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -45,6 +44,7 @@ import scipy.sparse as sp
 
 from eval.bench.sparse import FULL_SIZE
 from eval.bench.vectors import REAL_DATASETS, VectorSet, real_vectors
+from sprig.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,8 @@ def save_model(model: CooccurrenceModel, path: Path) -> None:
     arrays = {k: v for k, v in asdict(model).items() if k not in ("docs", "queries")}
     for side in ("docs", "queries"):
         arrays |= {f"{side}.{k}": v for k, v in asdict(getattr(model, side)).items()}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, ".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_model(path: Path) -> CooccurrenceModel:

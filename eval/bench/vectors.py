@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sprig.files import atomic_path
+
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
@@ -39,14 +41,13 @@ class VectorSet:
     def save(self, path: Path) -> None:
         """Write aside, then rename, so a killed run never leaves a truncated cache."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         arrays = {"dim": np.int64(self.dim)}
         for name, m in (("doc", self.docs), ("query", self.queries)):
             arrays |= {f"{name}_indptr": m.indptr.astype(np.int64), f"{name}_indices": m.indices.astype(np.int32), f"{name}_data": m.data.astype(np.float32)}
         if self.doc_impacts is not None:
             arrays |= {"doc_impacts": self.doc_impacts, "query_levels": self.query_levels}
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path, ".npz") as tmp:
+            np.savez(tmp, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "VectorSet":
