@@ -258,7 +258,8 @@ if triton is not None:
         sqb, sqh, skb, skh, skn, svb, svh, svn, sob, soh, P, SLOTS, NSPLIT, scale,
         HKV: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr,
         BLOCK_N: tl.constexpr, SPLIT_SLOTS: tl.constexpr, S_BLOCK: tl.constexpr, G_CHUNK: tl.constexpr,
-        P_BLOCK: tl.constexpr, ROW: tl.constexpr, NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr, RECENT: tl.constexpr,
+        P_BLOCK: tl.constexpr, ROW: tl.constexpr, NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr,
+        RECENT: tl.constexpr,
     ):
         """One (row, KV head, split): select the row's top-k pages, then online softmax of the G grouped
         queries over this split's SPLIT_SLOTS of them; the last split to finish merges the partials with
