@@ -129,6 +129,7 @@ def test_triton_kernel_under_interpreter_matches_reference():
             (torch.float32, (2, 8, 2, 4100, 64, 16, 0.25), False),  # several splits per head: shares, merge
             (torch.float32, (2, 8, 2, 500, 32, 16, 0.0625), False),  # the sink and recent pages fill the budget
             (torch.float32, (1, 4, 2, 40, 32, 16, 0.25), False),  # every page forced: no finite score
+            (torch.float32, (1, 4, 1, 8192, 128, 16, 0.25), False),  # 32 splits at d 128: merged 2 heads at a time
         ]:
             splits.append(_split_plan(_slots(-(-n // page), budget, 1, 2), b * hkv, page, d, torch.device("cpu"))[2])
             torch.manual_seed(n)
