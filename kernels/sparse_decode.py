@@ -259,7 +259,7 @@ if triton is not None:
         HKV: tl.constexpr, G: tl.constexpr, G_PAD: tl.constexpr, D: tl.constexpr, PAGE: tl.constexpr,
         BLOCK_N: tl.constexpr, SPLIT_SLOTS: tl.constexpr, S_BLOCK: tl.constexpr, G_CHUNK: tl.constexpr,
         P_BLOCK: tl.constexpr, ROW: tl.constexpr, NUM: tl.constexpr, DEN: tl.constexpr, SINK: tl.constexpr,
-        RECENT: tl.constexpr,
+        RECENT: tl.constexpr, SELECT: tl.constexpr,
     ):
         """One (row, KV head, split): select the row's top-k pages, then online softmax of the G grouped
         queries over this split's SPLIT_SLOTS of them; the last split to finish merges the partials with
@@ -267,20 +267,26 @@ if triton is not None:
 
         Every split repeats the selection (P scores, read from L2) and writes only its own share of the
         kept list: on the H100 that is faster than a selection launch of its own, which costs a launch gap
-        and a round trip through memory before any attention starts."""
+        and a round trip through memory before any attention starts.
+
+        Without SELECT the kept list is given (-1 padded) and only attended: :func:`attend_pages`."""
         pid_bh = tl.program_id(0)
         split = tl.program_id(1)
         b = pid_bh // HKV
         h = pid_bh % HKV
         length = tl.load(len_ptr + b)
-        k = _kept(length, PAGE, NUM, DEN, SINK, RECENT)
-        offs_p, take, pos = _top_k(score_ptr + pid_bh * P, P, k, P_BLOCK, ROW)
         first = split * SPLIT_SLOTS
-        tl.store(idx_ptr + pid_bh * SLOTS + pos, offs_p,
-                 mask=take & (pos >= first) & (pos < first + SPLIT_SLOTS))  # pos < k <= SLOTS
-        pad = first + tl.arange(0, SPLIT_SLOTS)
-        tl.store(idx_ptr + pid_bh * SLOTS + pad, tl.full([SPLIT_SLOTS], -1, tl.int32), mask=(pad >= k) & (pad < SLOTS))
-        tl.debug_barrier()  # this program's share of the list is visible to all its threads
+        if SELECT:
+            k = _kept(length, PAGE, NUM, DEN, SINK, RECENT)
+            offs_p, take, pos = _top_k(score_ptr + pid_bh * P, P, k, P_BLOCK, ROW)
+            tl.store(idx_ptr + pid_bh * SLOTS + pos, offs_p,
+                     mask=take & (pos >= first) & (pos < first + SPLIT_SLOTS))  # pos < k <= SLOTS
+            pad = first + tl.arange(0, SPLIT_SLOTS)
+            tl.store(idx_ptr + pid_bh * SLOTS + pad, tl.full([SPLIT_SLOTS], -1, tl.int32),
+                     mask=(pad >= k) & (pad < SLOTS))
+            tl.debug_barrier()  # this program's share of the list is visible to all its threads
+        else:
+            k = SLOTS
         offs_g = tl.arange(0, G_PAD)
         offs_d = tl.arange(0, D)
         offs_n = tl.arange(0, BLOCK_N)
@@ -297,6 +303,8 @@ if triton is not None:
             page = tl.load(idx_ptr + pid_bh * SLOTS + slot, mask=smask, other=0)
             tok = page * PAGE + (s0 + offs_n) % PAGE
             tmask = smask & (tok < length)
+            if not SELECT:
+                tmask = tmask & (page >= 0)  # -1 pads a given list
             kt = tl.load(kbase + tok[:, None] * skn + offs_d[None, :], mask=tmask[:, None], other=0.0)
             vt = tl.load(vbase + tok[:, None] * svn + offs_d[None, :], mask=tmask[:, None], other=0.0)
             qk = tl.dot(q, tl.trans(kt)) * scale  # [G_PAD, BLOCK_N] fp32
@@ -356,8 +364,13 @@ def _counters(device: torch.device, n: int) -> torch.Tensor:
     return have
 
 
-def _use_triton(x: torch.Tensor) -> bool:
-    return triton is not None and (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+def _use_triton(q: torch.Tensor, page_size: int, *tensors: torch.Tensor) -> bool:
+    """The Triton kernels apply: on CUDA (or the interpreter), power-of-two head dim and page size, every
+    tensor's last dim contiguous. Otherwise the plain-torch reference runs."""
+    d = q.shape[-1]
+    return (triton is not None and (q.is_cuda or os.environ.get("TRITON_INTERPRET") == "1")
+            and not d & (d - 1) and not page_size & (page_size - 1)
+            and all(t.stride(-1) == 1 for t in (q, *tensors)))
 
 
 def _split_plan(slots: int, heads: int, page_size: int, d: int, device: torch.device) -> tuple[int, int, int]:
@@ -429,22 +442,17 @@ def sparse_decode(
     """
     _check(q, keys, values, kmin, kmax, lengths, page_size, sink_pages, recent_pages)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    d = q.shape[-1]
-    strided = all(t.stride(-1) == 1 for t in (q, keys, values, kmin, kmax))
-    if not _use_triton(q) or d & (d - 1) or page_size & (page_size - 1) or not strided:
+    if not _use_triton(q, page_size, keys, values, kmin, kmax):
         out, pages = sparse_decode_reference(q, keys, values, kmin, kmax, lengths, page_size=page_size,
                                              budget=budget, sink_pages=sink_pages, recent_pages=recent_pages,
                                              scale=scale)
         return (out, pages) if return_pages else out
-    b, hq, _ = q.shape
+    b, hq, d = q.shape
     hkv, p = kmin.shape[1], kmin.shape[2]
     g = hq // hkv
     frac = _budget_fraction(budget)
     slots = _slots(p, budget, sink_pages, recent_pages)
     lengths = lengths.to(torch.int32)
-    consts = dict(NUM=frac.numerator, DEN=frac.denominator, SINK=sink_pages, RECENT=recent_pages)
-
-    counts = _counters(q.device, b * hkv)
     scores = torch.empty(b, hkv, p, device=q.device, dtype=torch.float32)
     pages = torch.empty(b, hkv, slots, device=q.device, dtype=torch.int32)
     # Pages per scoring program: 32 where 64 would leave SMs idle (batch 1 at 32K: 0.4-0.6 us faster on the
@@ -456,6 +464,19 @@ def sparse_decode(
         kmin.stride(0), kmin.stride(1), kmin.stride(2), p,
         HKV=hkv, G=g, D=d, PAGE=page_size, BLOCK_P=block_p, SINK=sink_pages, RECENT=recent_pages, num_warps=4,
     )
+    out = _attend(q, keys, values, scores, pages, lengths, page_size, scale, select=True,
+                  NUM=frac.numerator, DEN=frac.denominator, SINK=sink_pages, RECENT=recent_pages)
+    return (out, pages) if return_pages else out
+
+
+def _attend(q, keys, values, scores, pages, lengths, page_size: int, scale: float, *, select: bool, **consts):
+    """Launch the select-attend-merge kernel over `pages` [B, Hkv, slots]: filled by its selection from
+    `scores` (select) or given, -1 padded. Returns out [B, Hq, D]."""
+    b, hq, d = q.shape
+    hkv, slots = pages.shape[1], pages.shape[2]
+    g = hq // hkv
+    p = scores.shape[-1]
+    counts = _counters(q.device, b * hkv)
     block_n, split_slots, nsplit = _split_plan(slots, b * hkv, page_size, d, q.device)
     g_pad = max(16, triton.next_power_of_2(g))
     o_part = torch.empty(b * hkv * nsplit * g, d, device=q.device, dtype=torch.float32)
@@ -466,13 +487,36 @@ def sparse_decode(
     p_block = triton.next_power_of_2(p)
     # 8 warps once a row holds 16,384 pages (128 scores per thread at 4): 24% faster at 128K / page 8 on the
     # H100; at 8,192 pages and below 4 warps were faster (the attention loop prefers them).
-    warps = 8 if p_block >= 16384 else 4
+    warps = 8 if select and p_block >= 16384 else 4
     _attend_merge_kernel[(b * hkv, nsplit)](
         q, keys, values, scores, pages, lengths, o_part, ml_part, out, counts,
         q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2), out.stride(0), out.stride(1),
         p, slots, nsplit, scale,
         HKV=hkv, G=g, G_PAD=g_pad, D=d, PAGE=page_size, BLOCK_N=block_n, SPLIT_SLOTS=split_slots,
-        S_BLOCK=s_block, G_CHUNK=g_chunk, P_BLOCK=p_block, ROW=min(128, p_block), num_warps=warps, **consts,
+        S_BLOCK=s_block, G_CHUNK=g_chunk, P_BLOCK=p_block, ROW=min(128, p_block), num_warps=warps, SELECT=select,
+        **consts,
     )
-    return (out, pages) if return_pages else out
+    return out
+
+
+def attend_pages(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    pages: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    page_size: int,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Attention of q [B, Hq, D] over given pages [B, Hkv, S] (int32, -1 padded) only: the attend-and-merge
+    half of :func:`sparse_decode`, same kernel, no scoring or selection (e.g. to time that half alone, or to
+    reuse one selection). Runs the reference (:func:`attend_pages_reference`) where Triton does not apply."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    if not _use_triton(q, page_size, keys, values):
+        return attend_pages_reference(q, keys, values, pages, lengths, page_size, scale)
+    pages = pages.to(torch.int32).contiguous()
+    dummy_scores = pages.new_empty(1, dtype=torch.float32)  # never read without selection
+    return _attend(q, keys, values, dummy_scores, pages, lengths.to(torch.int32), page_size, scale, select=False,
+                   NUM=1, DEN=1, SINK=0, RECENT=1)

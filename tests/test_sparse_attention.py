@@ -119,7 +119,8 @@ def test_triton_kernel_under_interpreter_matches_reference():
     script = textwrap.dedent("""
         import torch
         from kernels.page_summary import page_summary
-        from kernels.sparse_decode import _slots, _split_plan, page_scores_reference, sparse_decode, sparse_decode_reference
+        from kernels.sparse_decode import (_slots, _split_plan, attend_pages, attend_pages_reference,
+                                           page_scores_reference, sparse_decode, sparse_decode_reference)
         splits = []
         for dtype, (b, hq, hkv, n, d, page, budget), ties in [
             (torch.float32, (2, 8, 2, 300, 64, 16, 0.25), False),
@@ -154,6 +155,17 @@ def test_triton_kernel_under_interpreter_matches_reference():
             err = ((out.double() - ref.double()).norm() / ref.double().norm()).item()
             assert err < (1e-5 if dtype == torch.float32 else 2e-3), err
         assert max(splits) > 1, splits
+        # the attend half alone, over given pages: any order, -1 pads anywhere, a partial last page, 8 splits
+        b, hkv, n, d, page = 2, 2, 4100, 64, 16
+        q, k, v = torch.randn(b, 4 * hkv, d), torch.randn(b, hkv, n, d), torch.randn(b, hkv, n, d)
+        lengths = torch.tensor([n, n - 41], dtype=torch.int32)
+        given = torch.stack([torch.randperm(-(-n // page))[:64] for _ in range(b * hkv)]).view(b, hkv, 64)
+        given[..., ::7] = -1
+        given[1, :, 0] = (n - 42) // page
+        out = attend_pages(q, k, v, given.to(torch.int32), lengths, page_size=page)
+        ref = attend_pages_reference(q, k, v, given, lengths, page, d ** -0.5)
+        err = ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+        assert err < 1e-5, err
         print("ok")
     """)
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))

@@ -5,6 +5,8 @@ Sections, each written to OUT/sparse_attention.json as it finishes:
   copy_bw      device-to-device copy bandwidth (bytes read + written), the memory ceiling;
   op           attention-op latency, dense SDPA (eager and CUDA-graph) vs sparse (eager and CUDA-graph),
                over contexts x batches x budgets; the inputs rotate over enough buffers to exceed L2;
+  floor        the same op with scoring and selection taken away (attend_pages over the pages a call kept)
+               beside one copy of as many bytes as that attention reads: what attention alone costs;
   e2e          decode tokens/s at one context for a ~1B Llama-architecture model with random weights,
                dense vs sparse (rag/sparse_attention.py transform), each step captured in a CUDA graph.
 
@@ -27,6 +29,7 @@ from triton.testing import do_bench
 
 from kernels.page_summary import page_summary
 from kernels.sparse_decode import (
+    attend_pages,
     attend_pages_reference,
     kept_pages,
     sparse_decode,
@@ -193,6 +196,55 @@ def kernel_breakdown(cases) -> list[dict]:
     return rows
 
 
+def attention_floor(cases, budget: float = 1 / 8) -> list[dict]:
+    """Full op vs its attend-and-merge half alone (the kept pages given) vs a copy of the kept K/V bytes, each
+    in a CUDA graph over rotated buffers, and one eager dense call: how much of the op is attention alone."""
+    rows = []
+    for n, b, page in cases:
+        sets = max(1, min(32, math.ceil(256e6 / (2 * b * HKV * n * D * 2))))
+        data = []
+        for _ in range(sets):
+            k = torch.randn(b, HKV, n, D, device="cuda", dtype=torch.bfloat16)
+            x = dict(q=torch.randn(b, HQ, D, device="cuda", dtype=torch.bfloat16), k=k, v=torch.randn_like(k),
+                     lengths=torch.full((b,), n, device="cuda", dtype=torch.int32))
+            x["kmin"], x["kmax"] = page_summary(k, page)
+            out, x["pages"] = sparse_decode(x["q"], k, x["v"], x["kmin"], x["kmax"], x["lengths"], page_size=page,
+                                            budget=budget, return_pages=True)
+            alone = attend_pages(x["q"], k, x["v"], x["pages"], x["lengths"], page_size=page)
+            assert rel_err(alone, out) < 1e-6, "attend_pages must repeat the op's attention"
+            kept_bytes = 2 * int((x["pages"] >= 0).sum()) * page * D * 2
+            x["src"] = torch.empty(kept_bytes // 4, device="cuda", dtype=torch.bfloat16)  # copy reads and writes
+            x["dst"] = torch.empty_like(x["src"])  # half each: as many bytes as the attention reads
+            data.append(x)
+
+        def full():
+            for x in data:
+                sparse_decode(x["q"], x["k"], x["v"], x["kmin"], x["kmax"], x["lengths"], page_size=page,
+                              budget=budget)
+
+        def attention_alone():
+            for x in data:
+                attend_pages(x["q"], x["k"], x["v"], x["pages"], x["lengths"], page_size=page)
+
+        def copy():
+            for x in data:
+                x["dst"].copy_(x["src"])
+
+        x0 = data[0]
+        dense = statistics.median(
+            do_bench(lambda: F.scaled_dot_product_attention(x0["q"][:, :, None], x0["k"], x0["v"], enable_gqa=True),
+                     warmup=25, rep=100, return_mode="median") for _ in range(3))
+        row = dict(context=n, batch=b, page=page, budget=budget, sets=sets, kept_kv_bytes=kept_bytes,
+                   dense_single_call_ms=dense, **{f"{name}_graph_ms": graph_ms(f) / sets for name, f in
+                                                 (("full", full), ("attention_alone", attention_alone), ("copy", copy))})
+        row |= {f"{name}_vs_dense": dense / row[f"{name}_graph_ms"] for name in ("full", "attention_alone", "copy")}
+        rows.append(row)
+        print("floor", {key: (round(v, 4) if isinstance(v, float) else v) for key, v in row.items()}, flush=True)
+        del data
+        torch.cuda.empty_cache()
+    return rows
+
+
 class StaticKV:
     """Minimal preallocated KV cache for one decode position (the transformers Cache.update contract)."""
 
@@ -316,7 +368,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="one context per batch, for a smoke run")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["correctness", "op", "sweep", "breakdown", "e2e"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["correctness", "op", "sweep", "floor", "breakdown", "e2e"])
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
@@ -344,6 +396,10 @@ def main() -> None:
         save()
         if "sweep" not in args.skip:
             plot(result["op"], args.out / "sparse_attention.png")
+    if "floor" not in args.skip:
+        result["floor"] = attention_floor([(32768, 8, 64), (131072, 1, 64), (32768, 1, 64), (131072, 8, 64),
+                                           (32768, 8, 16), (131072, 1, 16)])
+        save()
     if "breakdown" not in args.skip:
         result["breakdown"] = kernel_breakdown([(32768, 1, 16, 1 / 8), (32768, 8, 16, 1 / 8), (131072, 1, 16, 1 / 8),
                                                 (32768, 1, 64, 1 / 8), (32768, 8, 64, 1 / 8), (131072, 1, 64, 1 / 8),
