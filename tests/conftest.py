@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import SHARED as DATA
+from sprig.eval.datasets import SHARED as DATA
 
 
 def dataset(name: str) -> Path:
@@ -18,21 +18,22 @@ def dataset(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def splade_encoder():
-    from retriever.encoders.splade import SpladeEncoder
+    from sprig.core.config import SpladeConfig
+    from sprig.encoders.splade import SpladeEncoder
 
-    return SpladeEncoder(device="cpu", batch_size=16)
+    return SpladeEncoder(SpladeConfig(batch_size=16), device="cpu")
 
 
 @pytest.fixture(scope="session")
 def dense_encoder():
-    from retriever.encoders.dense import DenseEncoder
+    from sprig.encoders.dense import DenseEncoder
 
     return DenseEncoder(device="cpu")
 
 
 @pytest.fixture(scope="session")
 def scifact_docs():
-    from indexer.readers import read_corpus
+    from sprig.corpus.readers import read_corpus
 
     return list(read_corpus(dataset("scifact")))
 
@@ -40,7 +41,7 @@ def scifact_docs():
 @pytest.fixture(scope="session")
 def tiny_index(tmp_path_factory):
     """A 12-passage index with every retriever (SPLADE, BM25, HNSW dense) — read-only; copy it to write."""
-    from indexer.build import build_index
+    from sprig.indexer.build import build_index
     from tests.sprig_fixtures import tiny_config, write_corpus
 
     root = tmp_path_factory.mktemp("tiny_index")

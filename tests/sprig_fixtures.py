@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sprig.config import SprigConfig
+from sprig.core.config import SprigConfig
 
 TOPICS = [
     ("Vitamin D", "Vitamin D deficiency lowers bone mineral density in older adults."),

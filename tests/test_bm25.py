@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from retriever.encoders.bm25 import Analyzer, BM25Encoder, lucene_length
+from sprig.core.config import BM25Config
+from sprig.encoders.bm25 import Analyzer, BM25Encoder, lucene_length
 
 
 def test_analyzer_lowercases_drops_stopwords_and_possessives_and_stems():
@@ -37,7 +38,7 @@ def reference_bm25(query: str, docs: list[str], k1: float, b: float) -> list[flo
 
 def test_dot_products_equal_reference_formula(scifact_docs, tmp_path):
     docs = [f"{d.title} {d.text}" for d in scifact_docs[:60]]
-    enc = BM25Encoder(k1=0.9, b=0.4).fit(docs)
+    enc = BM25Encoder(BM25Config(k1=0.9, b=0.4)).fit(docs)
     dvecs = enc.encode_documents(docs)
     for query in ["cancer cells and tumor growth", "vitamin d deficiency vitamin", "zzzunknownterm"]:
         (q,) = enc.encode_queries([query])

@@ -1,6 +1,6 @@
 import numpy as np
 
-from retriever.brute import top_k
+from sprig.retriever.brute import top_k
 
 
 def test_top_k_matches_full_sort_with_row_tiebreak():

@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from indexer import build as build_mod
-from indexer.build import build_index
-from indexer.docstore import DocStore
-from indexer.manifest import read_manifest
-from sprig.errors import IndexCorrupt, SprigError
+from sprig.core.errors import IndexCorrupt, SprigError
+from sprig.index.docstore import DocStore
+from sprig.index.manifest import read_manifest
+from sprig.indexer import build as build_mod
+from sprig.indexer.build import build_index
 from tests.sprig_fixtures import TOPICS, tiny_config, write_corpus
 
 
@@ -32,7 +32,7 @@ def test_index_directory_layout_and_manifest(built):
 
 
 def test_searcher_matches_exact_dot_products(built):
-    from retriever.searcher import Searcher
+    from sprig.retriever.searcher import Searcher
 
     _, idx, _ = built
     searcher = Searcher(idx, tiny_config())
@@ -111,8 +111,23 @@ def test_damaged_index_is_a_clear_error(built, tmp_path):
         read_manifest(copy)
 
 
+def test_other_versions_and_unknown_features_ask_for_a_rebuild(built, tmp_path):
+    """An index of another layout version, or one using a part this sprig does not know, is refused in one line."""
+    _, idx, _ = built
+    copy = tmp_path / "copy"
+    shutil.copytree(idx, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["version"] == 1 and manifest["features"] == sorted(f for f in ("sentence_vectors",) if f in manifest)
+    for change, message in (({"version": 0}, "version 0; this sprig reads 'sprig-index' version 1: rebuild it with `sprig index"),
+                            ({"features": ["from_the_future"]}, "uses from_the_future, which this sprig does not know: upgrade sprig or rebuild")):
+        (copy / "manifest.json").write_text(json.dumps(manifest | change))
+        with pytest.raises(IndexCorrupt, match=message.replace("(", r"\(")) as err:
+            read_manifest(copy)
+        assert "\n" not in str(err.value)
+
+
 def test_cli_index_and_search(tmp_path, capsys):
-    from api.cli import main
+    from sprig.api.cli import main
 
     corpus = write_corpus(tmp_path / "corpus.jsonl")
     assert main(["index", str(corpus), "--out", str(tmp_path / "idx"), "--sparse", "bm25", "--dense", "none", "--quiet"]) == 0

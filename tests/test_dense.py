@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from retriever.encoders.dense import pool
-from sprig.models import default_dense
+from sprig.core.models import default_dense
+from sprig.encoders.dense import pool
 
 
 def test_vectors_equal_sentence_transformers(dense_encoder, scifact_docs):

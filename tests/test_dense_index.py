@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from indexer.dense_index import DenseIndex, recall_at_k
-from sprig.errors import SprigError
+from sprig.core.errors import SprigError
+from sprig.index.dense import DenseIndex, recall_at_k
 
 
 def data(n=600, dim=32, seed=0):

@@ -1,10 +1,10 @@
 """The SQLite passage store: row numbering, vectors, deletes, read-only opening."""
 import pytest
 
-from indexer.chunking import Passage
-from indexer.docstore import DocStore
-from sprig.errors import IndexCorrupt, SprigError
-from sprig.types import SparseVec
+from sprig.core.errors import IndexCorrupt, SprigError
+from sprig.core.types import SparseVec
+from sprig.corpus.chunking import Passage
+from sprig.index.docstore import DocStore
 
 
 def passages(*ids):

@@ -5,13 +5,13 @@ import sys
 import ir_measures
 import pytest
 
-from eval.metrics import evaluate
-from eval.runs import read_trec, write_trec
+from sprig.eval.metrics import evaluate
+from sprig.eval.runs import read_trec, write_trec
 from tests.conftest import dataset
 
 
 def sprig(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "sprig.api.cli", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_metrics_average_over_every_judged_query():
@@ -57,7 +57,7 @@ def test_eval_beir_cli_writes_run_and_metrics(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
-    from sprig.models import default_dense
+    from sprig.core.models import default_dense
 
     fill = {"tmp": str(tmp_path), "scifact": str(dataset("scifact")), "dense": default_dense()}
     result = sprig(*[a.format(**fill) for a in args])
@@ -68,8 +68,8 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
 
 @pytest.mark.parametrize("name, expected", [("scifact", 0.679), ("nfcorpus", 0.322)])
 def test_bm25_reproduces_pyserini(tmp_path, name, expected):
-    from eval.beir import run_beir
-    from sprig.config import SprigConfig
+    from sprig.core.config import SprigConfig
+    from sprig.eval.beir import run_beir
 
     report = run_beir(dataset(name), "bm25", tmp_path, SprigConfig(), progress=False)
     assert report["nDCG@10"] == pytest.approx(expected, abs=0.01)
@@ -81,8 +81,8 @@ def test_bm25_reproduces_pyserini(tmp_path, name, expected):
     [("scifact", "dense", 0.645, 0.003), ("nfcorpus", "dense", 0.316, 0.003), ("scifact", "splade", 0.647, 0.003), ("nfcorpus", "splade", 0.309, 0.003)],
 )
 def test_neural_retrievers_reproduce_reference(tmp_path, name, retriever, expected, tol):
-    from eval.beir import run_beir
-    from sprig.config import SprigConfig
+    from sprig.core.config import SprigConfig
+    from sprig.eval.beir import run_beir
 
     report = run_beir(dataset(name), retriever, tmp_path, SprigConfig(), progress=False)
     assert report["nDCG@10"] == pytest.approx(expected, abs=tol)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from eval.beir import run_beir
-from eval.runs import read_trec
+from sprig.eval.beir import run_beir
+from sprig.eval.runs import read_trec
 from tests.sprig_fixtures import TOPICS, tiny_config, write_corpus
 
 QUERIES = {"q1": ("coffee and diabetes", "d5"), "q2": ("lung cancer from tobacco", "d7"), "q3": ("cold remedies zinc", "d9")}

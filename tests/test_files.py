@@ -1,8 +1,8 @@
-"""sprig.files: a write either lands whole or leaves the previous file, and never a temp file."""
+"""sprig.core.files: a write either lands whole or leaves the previous file, and never a temp file."""
 import numpy as np
 import pytest
 
-from sprig.files import atomic_path, write_text_atomic
+from sprig.core.files import atomic_path, write_text_atomic
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temp(tmp_path):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from retriever.fusion import Run, fuse
-from sprig.errors import SprigError
+from sprig.core.errors import SprigError
+from sprig.retriever.fusion import Run, fuse
 
 
 def reference(runs: dict[str, dict[int, float]], method: str, weights: dict[str, float], rrf_k: float = 60.0) -> dict[int, float]:

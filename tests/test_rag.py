@@ -10,17 +10,26 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from eval.qa import RATIOS, QAItem, against, evaluate_qa, parse_row, read_squad, sample, score
-from eval.qa_metrics import best, exact_match, f1, normalize_answer
-from rag.answer import Answerer, sparse_attention_settings
-from rag.compress.base import ContextBlock
-from rag.compress.recomp_extractive import RecompExtractive
-from rag.compress.sentences import split_sentences
-from rag.generator import GenerationStats, Generator, _safe_end
-from rag.prompt import cite, strip_citations
-from sprig.config import CompressConfig, SprigConfig
-from sprig.errors import SprigError
-from sprig.types import Hit
+from sprig.core.config import CompressConfig, SprigConfig
+from sprig.core.errors import SprigError
+from sprig.core.types import Hit
+from sprig.encoders.sentences import split_sentences
+from sprig.eval.qa import (
+    RATIOS,
+    QAItem,
+    against,
+    evaluate_qa,
+    parse_row,
+    read_squad,
+    sample,
+    score,
+)
+from sprig.eval.qa_metrics import best, exact_match, f1, normalize_answer
+from sprig.rag.answer import Answerer, sparse_attention_settings
+from sprig.rag.compress.base import ContextBlock
+from sprig.rag.compress.recomp_extractive import RecompExtractive
+from sprig.rag.generator import GenerationStats, Generator, _safe_end
+from sprig.rag.prompt import cite, strip_citations
 
 
 # --- SQuAD metrics: the official evaluate-v1.1.py, restated plainly as the reference -------------
@@ -245,7 +254,7 @@ def test_parse_row(row, expected):
     assert parse_row(row) == expected
 
 
-@pytest.mark.parametrize("row", ["refrag", "oracle@0.5", "recomp-extractive@0", "recomp-extractive@1.5", "none@x"])
+@pytest.mark.parametrize("row", ["refrag-magic", "oracle@0.5", "recomp-extractive@0", "recomp-extractive@1.5", "none@x"])
 def test_parse_row_refuses(row):
     with pytest.raises(SprigError, match="unknown QA row"):
         parse_row(row)
@@ -276,7 +285,7 @@ def test_evaluate_qa_rows_budgets_and_retrieval_charge():
 def test_sparse_attention_settings_follow_the_attention_section():
     import inspect
 
-    from rag.sparse_attention import apply_sparse_attention
+    from sprig.rag.sparse_attention import apply_sparse_attention
 
     assert sparse_attention_settings(SprigConfig()) is None
     settings = sparse_attention_settings(SprigConfig(attention={"mode": "sparse", "budget": 0.5}))

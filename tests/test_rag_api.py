@@ -8,7 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from sprig.config import SprigConfig
+from sprig.core.config import SprigConfig
 from tests.conftest import dataset
 
 N_PARAGRAPHS = 12
@@ -16,8 +16,8 @@ N_PARAGRAPHS = 12
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from api.app import create_app
-    from indexer.build import build_index
+    from sprig.api.app import create_app
+    from sprig.indexer.build import build_index
 
     corpus = tmp_path_factory.mktemp("squad-slice")
     with (dataset("squad-a") / "corpus.jsonl").open() as fh:

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from rag.answer import Answerer
-from rag.generator import load_generator
-from sprig.config import CompressConfig, GeneratorConfig
-from sprig.errors import SprigError
-from sprig.types import Hit
+from sprig.core.config import CompressConfig, GeneratorConfig
+from sprig.core.errors import SprigError
+from sprig.core.types import Hit
+from sprig.rag.answer import Answerer
+from sprig.rag.generator import load_generator
 from tests.conftest import dataset
 
 MESSAGES = [{"role": "user", "content": "Name three colours of the rainbow."}]

@@ -7,11 +7,17 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from rag.compress.base import ContextBlock
-from rag.generator import Generator, _dequantised
-from rag.prompt import CLOSED_BOOK_PREFIX, RAG_PREFIX, closed_book_messages, rag_messages
-from rag.sparse_attention import apply_sparse_attention
-from sprig.models import default_generator
+from sprig.core.models import default_generator
+from sprig.rag.compress.base import ContextBlock
+from sprig.encoders.causal_lm import dequantised
+from sprig.rag.generator import Generator
+from sprig.rag.prompt import (
+    CLOSED_BOOK_PREFIX,
+    RAG_PREFIX,
+    closed_book_messages,
+    rag_messages,
+)
+from sprig.rag.sparse_attention import apply_sparse_attention
 
 BLOCKS = [ContextBlock("The Denver Broncos beat the Carolina Panthers 24 to 10 in Super Bowl 50, which was played "
                        "at Levi's Stadium in Santa Clara. " * 3, ["0-0"], "Super Bowl 50"),
@@ -20,7 +26,7 @@ QUESTION = "Who won Super Bowl 50?"
 
 
 def tiny_generator(path) -> Generator:
-    tokenizer = AutoTokenizer.from_pretrained(_dequantised(*default_generator()))
+    tokenizer = AutoTokenizer.from_pretrained(dequantised(*default_generator()))
     torch.manual_seed(0)  # initializer_range 0.3: a 1% error in the cached keys moves the logits past the tolerance
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,

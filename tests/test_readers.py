@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from indexer.chunking import to_passages
-from indexer.readers import ReadStats, read_corpus, read_qrels, read_queries
-from sprig.errors import InputError, SprigError
+from sprig.core.errors import InputError, SprigError
+from sprig.corpus.chunking import to_passages
+from sprig.corpus.readers import ReadStats, read_corpus, read_qrels, read_queries
 
 
 def write_jsonl(path, rows):

@@ -9,13 +9,14 @@ import sqlite3
 import numpy as np
 import pytest
 
-from indexer.build import build_index
-from indexer.docstore import DocStore
-from indexer.manifest import read_manifest
-from rag.compress.recomp_extractive import RecompExtractive
-from rag.compress.sentences import sentence_vectors, split_sentences
-from sprig.config import SprigConfig
-from sprig.types import Hit
+from sprig.core.config import SprigConfig
+from sprig.core.types import Hit
+from sprig.encoders.sentences import sentence_vectors, split_sentences
+from sprig.index.docstore import DocStore
+from sprig.index.manifest import read_manifest
+from sprig.indexer.build import build_index
+from sprig.indexer.update import add_passages
+from sprig.rag.compress.recomp_extractive import RecompExtractive
 from tests.conftest import dataset
 
 QUESTIONS = [
@@ -110,14 +111,14 @@ def test_index_from_before_sentence_vectors_still_answers(indexes, corpus, dense
 
 
 def test_added_passages_get_vectors_and_deleted_ones_lose_them(indexes, tmp_path):
-    from indexer.chunking import Passage
-    from retriever.searcher import Searcher
+    from sprig.corpus.chunking import Passage
+    from sprig.retriever.searcher import Searcher
 
     idx = tmp_path / "idx"
     shutil.copytree(indexes[True], idx)
     searcher = Searcher(idx, _config(True), writable=True)
-    searcher.add([Passage("new", "new", "New", "First sentence here. Second one follows.", {})])
+    add_passages(searcher.index, searcher.encoders, [Passage("new", "new", "New", "First sentence here. Second one follows.", {})])
     assert searcher.store.sentence_vectors(["new"])["new"].shape[0] == 2
-    searcher.delete("new")
+    searcher.index.delete("new")
     assert searcher.store.sentence_vectors(["new"]) == {}
     searcher.close()

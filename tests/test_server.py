@@ -30,7 +30,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "SPRIG_SERVER__API_KEY": KEY, "SPRIG_SERVER__MAX_BODY_BYTES": "20000", "SPRIG_SERVER__MAX_QUERY_CHARS": "200"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", str(index), "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "sprig.api.cli", "serve", str(index), "--port", str(self.port)],
                                      cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from eval.bench.sparse_attention_fidelity import RESULT, merge, rag_prompts, summarise, table
-from sprig.errors import SprigError
+from sprig.core.errors import SprigError
+from sprig.eval.bench.sparse_attention_fidelity import (
+    RESULT,
+    merge,
+    rag_prompts,
+    summarise,
+    table,
+)
 
 # words per paragraph, per article: article 1 cannot fill 90% of 400 words, article 2 ends in one over 400
 LENGTHS = [[14, 28, 37, 35, 34, 12, 18, 13, 25, 34, 24, 25, 30, 22, 35, 16, 13, 25, 10, 38],
@@ -189,7 +195,7 @@ def test_runs_with_other_context_tokens_do_not_merge(tmp_path):
 
 
 def test_plot_draws_summaries_of_several_lengths(tmp_path):
-    from eval.bench.sparse_attention_fidelity import plot
+    from sprig.eval.bench.sparse_attention_fidelity import plot
 
     paths = []
     for i, tokens in enumerate((1000, 3000)):
@@ -203,7 +209,7 @@ def test_plot_draws_summaries_of_several_lengths(tmp_path):
 
 
 def test_plot_names_a_file_that_is_not_a_summary(tmp_path):
-    from eval.bench.sparse_attention_fidelity import plot
+    from sprig.eval.bench.sparse_attention_fidelity import plot
 
     bad = tmp_path / "rows_only.json"
     bad.write_text(json.dumps(dict(rows=[])))

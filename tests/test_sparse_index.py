@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexer import sparse_format as fmt
-from retriever import sparse_kernels
-from retriever.sparse_index import SparseIndex, _kept_terms
-from sprig.errors import IndexCorrupt
-from sprig.types import SparseVec
+from sprig.core.errors import IndexCorrupt
+from sprig.core.types import SparseVec
+from sprig.index import sparse_format as fmt
+from sprig.index.sparse import SparseIndex, _kept_terms
+from sprig.kernels import sparse_search as sparse_kernels
 from tests.conftest import dataset
 
 
@@ -268,7 +268,7 @@ def test_pfor_gaps_round_trip_with_exceptions():
 
 
 def _beir_slice(name, n_docs, n_queries):
-    from indexer.readers import read_corpus, read_queries
+    from sprig.corpus.readers import read_corpus, read_queries
 
     docs = list(read_corpus(dataset(name)))[:n_docs]
     queries = list(read_queries(dataset(name)).values())[:n_queries]
@@ -284,7 +284,7 @@ def _check_real(tmp_path, doc_vecs, query_vecs, vocab_size):
 
 @pytest.mark.parametrize("name", ["scifact", "nfcorpus"])
 def test_exact_bm25_real_slice(tmp_path, name):
-    from retriever.encoders.bm25 import BM25Encoder
+    from sprig.encoders.bm25 import BM25Encoder
 
     texts, queries = _beir_slice(name, 600, 120)
     enc = BM25Encoder().fit(texts)
@@ -299,7 +299,7 @@ def test_exact_splade_real_slice(tmp_path, splade_encoder):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["scifact", "nfcorpus"])
 def test_exact_full_corpus(tmp_path, name, splade_encoder):
-    from retriever.encoders.bm25 import BM25Encoder
+    from sprig.encoders.bm25 import BM25Encoder
 
     texts, queries = _beir_slice(name, 10**9, 10**9)
     enc = BM25Encoder().fit(texts)

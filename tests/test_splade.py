@@ -2,9 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from retriever.encoders.splade import SpladeEncoder, splade_pool, splade_reference, to_sparse_vecs
-from sprig.errors import SprigError
-from sprig.models import default_dense, default_splade
+from sprig.core.config import SpladeConfig
+from sprig.core.errors import SprigError
+from sprig.core.models import default_dense, default_splade
+from sprig.encoders.splade import (
+    SpladeEncoder,
+    splade_pool,
+    splade_reference,
+    to_sparse_vecs,
+)
 
 
 def densify(vecs, dim):
@@ -43,7 +49,7 @@ def test_vectors_equal_sentence_transformers_sparse_encoder(splade_encoder, scif
 
 def test_queries_truncate_at_query_max_length(splade_encoder):
     long_query = " ".join(["protein"] * 50 + ["zebrafish"] * 400)
-    short = SpladeEncoder(device="cpu", query_max_length=32)
+    short = SpladeEncoder(SpladeConfig(query_max_length=32), device="cpu")
     assert splade_encoder.encode_queries([long_query])[0].dot(short.encode_queries([long_query])[0]) > 0
     zebra = splade_encoder.tokenizer.convert_tokens_to_ids("zebra")
     assert zebra in splade_encoder.encode_queries([long_query])[0].term_ids
@@ -59,6 +65,6 @@ def test_pruning_by_top_k_and_threshold():
 
 def test_not_a_masked_lm_is_a_clear_error(tmp_path):
     with pytest.raises(SprigError, match="masked"):
-        SpladeEncoder(default_dense(), device="cpu")
+        SpladeEncoder(SpladeConfig(model=default_dense()), device="cpu")
     with pytest.raises(SprigError, match="no config.json"):
-        SpladeEncoder(str(tmp_path), device="cpu")
+        SpladeEncoder(SpladeConfig(model=str(tmp_path)), device="cpu")

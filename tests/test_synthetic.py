@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from eval.bench import synthetic
-from eval.bench.vectors import VectorSet
+from sprig.eval.bench import synthetic
+from sprig.eval.bench.vectors import VectorSet
 
 DIM, BLOCKS, BLOCK_TERMS, SHARED = 400, 6, 50, 20
 
@@ -97,9 +97,9 @@ def test_a_cached_model_generates_the_same_corpus(fitted, tmp_path):
 
 def test_integer_view_is_sprigs_quantisation(fitted, tmp_path):
     """What Lucene is given equals what sprig's index stores and searches with, entry by entry."""
-    from eval.bench.vectors import with_integers
-    from indexer.sparse_format import choose_scale, quantize_docs, quantize_query
-    from sprig.types import SparseVec
+    from sprig.core.types import SparseVec
+    from sprig.eval.bench.vectors import with_integers
+    from sprig.index.sparse_format import choose_scale, quantize_docs, quantize_query
 
     real, _ = fitted
     with_integers(real).save(tmp_path / "v.npz")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sprig.types import SparseVec, to_csr
+from sprig.core.types import SparseVec, to_csr
 
 
 def dense(vec: SparseVec, dim: int) -> np.ndarray:

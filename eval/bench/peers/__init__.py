@@ -1,5 +1,0 @@
-"""Adapters that let eval/bench/worker.py build and search one system each (see its docstring).
-
-sprig_engine and scipy_brute run in sprig's interpreter; lucene, seismic and bmp in the peers
-virtualenv made by eval/bench/peers_setup.sh.
-"""

