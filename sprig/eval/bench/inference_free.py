@@ -1,0 +1,117 @@
+"""Inference-free vs BM25 query cost on one corpus: in-process search latency and postings per query.
+
+    python -m sprig.eval.bench.inference_free --data ../shared/data/scifact --work /tmp/if-bench --out docs/benchmarks/inference-free.json
+
+Builds (or reuses, when built from the same corpus and settings) one index per retriever over the same corpus, the same sparse
+engine and exact top-k: `sprig index --sparse` takes one choice, so the two postings sit in two index
+directories of identical passages. Latency is one thread (torch, numba), per query, of
+``Searcher.search(query, k, mode, explain=False)``: query encoding (Geng et al. 2024's tokenizer lookup
+vs BM25's analyzer), the engine's top-k and the passage fetch. The two retrievers alternate query by
+query so background load hits both alike, after a warm-up pass that compiles the kernels; the whole
+pass repeats ``--repeats`` times. The engine counts no postings, so "postings per query" is the sum of
+the posting-list lengths of the query terms it scores (``quantize_query`` keeps the known terms with a
+positive weight): what a term-at-a-time scan reads, an upper bound on what the range-skipping exact
+search decodes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sprig.eval.datasets import SHARED
+
+RETRIEVERS = ("bm25", "inference-free")
+
+
+def posting_lengths(index) -> np.ndarray:
+    """Postings per term id over every segment of a SparseIndex (tombstoned documents included)."""
+    return sum(np.diff(np.asarray(s.arrays["term_ptr"], np.int64)) for s in index.segments)
+
+
+def postings_per_query(searcher, name: str, queries: list[str]) -> np.ndarray:
+    index = searcher.index.sparse[name]
+    lengths = posting_lengths(index)
+    return np.array([int(lengths[index.quantize_query(q)[0]].sum()) for q in searcher.encoders[name].encode_queries(queries)])
+
+
+def time_queries(searchers: dict, queries: list[str], k: int) -> dict[str, np.ndarray]:
+    """Milliseconds per query and retriever, alternating which retriever goes first."""
+    spent = {name: np.zeros(len(queries)) for name in searchers}
+    for i, query in enumerate(queries):
+        for name in (RETRIEVERS if i % 2 == 0 else RETRIEVERS[::-1]):
+            t0 = time.perf_counter()
+            searchers[name].search(query, k, name, explain=False)
+            spent[name][i] = (time.perf_counter() - t0) * 1000
+    return spent
+
+
+def summary(ms: np.ndarray) -> dict:
+    return {"mean_ms": round(float(ms.mean()), 4), "p50_ms": round(float(np.percentile(ms, 50)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4)}
+
+
+def build(data: Path, work: Path, name: str) -> Path:
+    from sprig.core.config import SprigConfig
+    from sprig.indexer.build import build_index
+
+    out = work / name
+    build_index(data, out, SprigConfig(device="cpu", index={"sparse": name, "dense": False}), fmt="beir", resume=True, progress=True)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from sprig.core.config import SprigConfig
+    from sprig.corpus.readers import read_qrels, read_queries
+    from sprig.eval.provenance import provenance
+    from sprig.retriever.searcher import Searcher
+
+    torch.set_num_threads(1)
+    data, work = Path(args.data), Path(args.work)
+    indexes = {name: build(data, work, name) for name in RETRIEVERS}
+    queries_by_id = read_queries(data)
+    queries = [queries_by_id[q] for q in read_qrels(data, args.split) if q in queries_by_id]
+    searchers = {name: Searcher(path, SprigConfig(device="cpu")) for name, path in indexes.items()}
+    time_queries(searchers, queries[:50], args.k)  # warm-up: numba compiles, caches fill
+    repeats = [time_queries(searchers, queries, args.k) for _ in range(args.repeats)]
+    postings = {name: postings_per_query(searchers[name], name, queries) for name in RETRIEVERS}
+    report = {
+        "data": str(data), "split": args.split, "queries": len(queries), "passages": len(searchers["bm25"].store), "k": args.k,
+        "threads": 1, "timed": "Searcher.search(query, k, mode, explain=False): query encoding + exact top-k + passage fetch, one thread",
+        "postings_per_query": "sum of the posting-list lengths of the query terms the engine scores (no counter in SparseIndex)",
+        "retrievers": {name: {
+            "repeats": [summary(r[name]) for r in repeats],
+            "median_of_repeats_mean_ms": round(float(np.median([r[name].mean() for r in repeats])), 4),
+            "postings_mean": round(float(postings[name].mean()), 1), "postings_p50": float(np.percentile(postings[name], 50)),
+            "query_terms_mean": round(float(np.mean([len(v) for v in searchers[name].encoders[name].encode_queries(queries)])), 2),
+            "index_bytes": searchers[name].index.sparse[name].nbytes,
+        } for name in RETRIEVERS},
+        "load_average": os.getloadavg(), "provenance": provenance(),
+    }
+    for s in searchers.values():
+        s.close()
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(SHARED / "scifact"), help="BEIR folder")
+    ap.add_argument("--split", default="test", help="qrels split whose queries are timed")
+    ap.add_argument("--work", required=True, help="folder for the two indexes (a finished one built from the same corpus and settings is reused)")
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="docs/benchmarks/inference-free.json")
+    args = ap.parse_args()
+    report = run(args)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps({name: {k: v for k, v in r.items() if k != "repeats"} for name, r in report["retrievers"].items()}, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    main()
