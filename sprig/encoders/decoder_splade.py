@@ -1,0 +1,63 @@
+"""SPLADE over a causal LM's head (Llama / SmolLM2, Gemma 3, Mistral, Qwen, ...), with echo input.
+
+A causal LM's token t has attended only to tokens up to t, so pooling over one copy of a text gives its
+early tokens weights that know nothing of the rest. Echo embeddings (Springer et al. 2024, "Repetition
+Improves Language Model Embeddings") feed the text twice and read only the second copy, each token of
+which has attended to the whole text; Mistral-SPLADE (Doshi et al. 2024, "Mistral-SPLADE: LLMs for better
+Learned Sparse Retrieval") pools SPLADE weights that way:
+
+    w_j = max over the second copy's real tokens t of log(1 + ReLU(logit_{t,j}))
+
+with the LM head's logits. The head is projected in vocabulary chunks by ``splade_pool``, the function the
+masked-LM encoder uses, so no [batch, tokens, vocab] tensor exists (Gemma 3's head is 262,144 wide).
+
+Why the ``splade`` encoder kind and not a retrieval mode of its own: the output is a SPLADE vector over the
+model's vocabulary, indexed, searched, fused and explained exactly like a masked LM's; only the encoder
+differs. ``splade.backbone`` picks it (auto: any GGUF, or a config naming a causal architecture) and an
+index records it with the template, so its queries are encoded as its documents were.
+
+An untrained head (no Mistral-SPLADE fine-tuning) weighs nearly every id, so unless ``doc_top_k`` /
+``query_top_k`` are set a document keeps its 512 largest weights and a query its 64 (SpladeConfig.top_k).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sprig.core.config import Device, SpladeConfig, resolve_device
+from sprig.encoders.causal_lm import is_causal, load_causal_lm
+from sprig.encoders.splade import SpladeEncoder, splade_pool
+from sprig.encoders.templates import PromptTemplate
+
+
+class DecoderSpladeEncoder(SpladeEncoder):
+    """SPLADE over any AutoModelForCausalLM (GGUF or safetensors; "default" = SmolLM2-135M-Instruct GGUF)."""
+
+    backbone = "causal"
+
+    def __init__(self, config: SpladeConfig = SpladeConfig(backbone="causal"), device: Device = "auto"):
+        self.template = PromptTemplate(config.causal_template, "splade.causal_template", slots=(1, 2))
+        self.device = resolve_device(device)
+        self.lm = load_causal_lm(config.model, config.gguf_file, self.device, "decoder SPLADE")
+        self.name, self.tokenizer, self.model = self.lm.name, self.lm.tokenizer, self.lm.model
+        self.weight, self.bias = self.lm.weight, self.lm.bias
+        self._configure(config, self.lm.vocab())
+
+    def settings(self) -> dict:
+        return super().settings() | {"model": self.lm.folder, "gguf_file": self.lm.gguf_file, "causal_template": self.template.template}
+
+    @torch.inference_mode()
+    def pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
+        prompts = self.template.batch(self.tokenizer, texts, max_length, self.device)
+        hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).last_hidden_state
+        lengths = prompts.last_copy.sum(1).tolist()
+        return splade_pool(hidden[prompts.last_copy], lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+
+
+def splade_encoder(config: SpladeConfig, device: Device = "auto") -> SpladeEncoder:
+    """The ``splade`` kind's encoder for ``config.backbone``; auto reads the checkpoint ("default" is SPLADE-tiny)."""
+    causal = config.backbone == "causal" or (config.backbone == "auto" and config.model not in ("", "default")
+                                             and is_causal(config.model, config.gguf_file))
+    return DecoderSpladeEncoder(config, device) if causal else SpladeEncoder(config, device)
