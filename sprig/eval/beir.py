@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,14 @@ class HybridBruteForce:
 
 class IndexSearcher:
     """Any retriever (hybrid included) through a built index: the engine path `sprig serve` uses, no corpus re-encoding.
-    Rows come back as corpus positions, so the index must have been built from this corpus without chunking."""
+    Rows come back as corpus positions (``doc_ids``' order), so the index must have been built from this corpus
+    without chunking (passage id = doc id); a dict, not a store lookup per hit, which would be a round trip on Milvus."""
 
-    def __init__(self, index_dir: str | Path, retriever: str, config: SprigConfig):
+    def __init__(self, index_dir: str | Path, retriever: str, config: SprigConfig, doc_ids: Sequence[str]):
         from sprig.retriever.searcher import Searcher
 
         self.searcher, self.retriever = Searcher(index_dir, config), retriever
+        self.positions = {doc_id: i for i, doc_id in enumerate(doc_ids)}
         self.encoder = self
 
     def settings(self) -> dict:
@@ -70,7 +73,7 @@ class IndexSearcher:
         return [(np.array([self._position(h) for h in hits], np.int64), np.array([h.score for h in hits])) for hits in runs]
 
     def _position(self, hit) -> int:
-        return self.searcher.store.row_of(hit.passage_id) - 1
+        return self.positions[hit.passage_id]
 
 
 def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: SprigConfig, split: str = "test", hits: int = 1000,
@@ -88,7 +91,7 @@ def run_beir(data_dir: str | Path, retriever: str, out_dir: str | Path, config: 
 
     t0 = time.perf_counter()
     if index is not None:
-        searcher = IndexSearcher(index, retriever, config)
+        searcher = IndexSearcher(index, retriever, config, [d.doc_id for d in docs])
         if len(searcher.searcher.store) != len(docs):
             raise InputError(f"index {index} holds {len(searcher.searcher.store)} passages, the corpus {len(docs)}: build it from this corpus", str(data_dir))
     else:

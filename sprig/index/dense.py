@@ -93,6 +93,12 @@ class DenseIndex:
         if len(vectors):
             self.index.add_with_ids(vectors, np.asarray(rows, dtype=np.int64))
 
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The stored float32 vectors of ``rows`` (exact for flat and hnsw; ivfpq keeps only compressed codes)."""
+        if self.kind == "ivfpq":
+            raise SprigError("an ivfpq dense index keeps only compressed codes: build with --faiss flat or hnsw to export its vectors")
+        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+
     def delete(self, rows) -> None:
         self.tombstones.update(int(r) for r in rows)
 

@@ -25,16 +25,26 @@ IDF_STATE = Path("sparse") / "inference-free" / "idf.npy"  # inference-free's co
 
 
 class Index:
-    """An open index directory. ``lock`` guards the structures while a write swaps them."""
+    """An open index directory, the default ``Backend`` (sprig.index.backend). ``lock`` guards the structures
+    while a write swaps them."""
 
     def __init__(self, index_dir: str | Path, writable: bool = False, verify: bool = False):
         self.dir = Path(index_dir)
+        self.location = str(self.dir)
         self.manifest = read_manifest(self.dir, verify=verify)
         self.writable = writable
         self.store = DocStore(self.dir / DOCSTORE, readonly=not writable)
         self.sparse: dict[str, SparseIndex] = {name: SparseIndex.open(self.dir / "sparse" / name) for name in self.manifest.get("sparse", {})}
         self.dense: DenseIndex | None = DenseIndex.open(self.dir / "dense") if "dense" in self.manifest else None
         self.lock = threading.RLock()
+
+    @property
+    def sparse_names(self) -> list[str]:
+        return list(self.sparse)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir
 
     @property
     def retrievers(self) -> list[str]:
@@ -58,6 +68,15 @@ class Index:
 
     def get(self, passage_id: str) -> StoredPassage | None:
         return self.store.get_by_id(passage_id)
+
+    def search(self, name: str, queries: np.ndarray | Sequence[SparseVec], depth: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, the top-``depth`` rows of FAISS (``name`` "dense") or of one sparse engine (exact mode)."""
+        if name == "dense":
+            rows, scores = self.dense.search(queries, depth)
+            return [(r[r >= 0], s[r >= 0]) for r, s in zip(rows, scores)]
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        found = (self.sparse[name].search(vec, depth) if len(vec) else empty for vec in queries)
+        return [(np.asarray(r, np.int64), np.asarray(s, np.float32)) for r, s in found]
 
     def add(self, passages: Sequence, sparse: Mapping[str, Sequence[SparseVec]], dense: np.ndarray | None,
             sentence_vectors: Sequence[np.ndarray] | None = None) -> np.ndarray:

@@ -18,10 +18,12 @@ Row numbers are corpus order + 1, so a resumed build numbers passages exactly as
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from sprig.core.files import atomic_path
 from sprig.corpus.chunking import Passage, passage_text, to_passages
 from sprig.corpus.readers import read_corpus
 from sprig.encoders.factory import EncoderSet
+from sprig.index.backend import is_milvus
 from sprig.index.dense import DenseIndex, recall_at_k
 from sprig.index.docstore import DocStore
 from sprig.index.manifest import DOCSTORE, MANIFEST, write_manifest
@@ -51,7 +54,7 @@ RECALL_QUERIES, RECALL_K = 1000, 10
 
 @dataclass
 class BuildReport:
-    index_dir: Path
+    index_dir: Path | str  # a folder, or a Milvus location
     passages: int
     seconds: float
     resumed_shards: int = 0
@@ -202,8 +205,25 @@ def _swap_into_place(work: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
+def _build_into_milvus(corpus: str | Path, out: str, config: SprigConfig, fmt: str, progress: bool) -> BuildReport:
+    """Build a folder in a temporary place ($TMPDIR), then export it: flat FAISS (its vectors export exactly), and no
+    sentence vectors (Milvus does not keep them)."""
+    from sprig.indexer.export import export_index
+
+    flat = config.model_copy(update={"index": config.index.model_copy(update={"faiss": "flat", "sentence_vectors": False})})
+    with tempfile.TemporaryDirectory(prefix="sprig-build-") as tmp:
+        report = build_index(corpus, Path(tmp) / "index", flat, fmt, progress=progress)
+        export_index(report.index_dir, out, progress)
+    return dataclasses.replace(report, index_dir=out)
+
+
 def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: str = "auto", resume: bool = False, progress: bool = True) -> BuildReport:
-    """Build (or finish building, with ``resume``) the index for ``corpus`` at ``out``."""
+    """Build (or finish building, with ``resume``) the index for ``corpus`` at ``out``: a folder, or a Milvus
+    location (sprig.index.backend), which is built as a folder and exported without re-encoding."""
+    if is_milvus(out):
+        if resume:
+            raise SprigError("--resume needs a folder --out: a Milvus build runs in a temporary folder")
+        return _build_into_milvus(corpus, str(out), config, fmt, progress)
     corpus, out = Path(corpus), Path(out)
     if not corpus.exists():
         raise SprigError(f"{corpus}: no such corpus file or folder")

@@ -1,7 +1,8 @@
 """Search an open index: encode the query, ask each retriever, fuse, attach passages and explanations.
 
-One ``Searcher`` holds an ``Index`` (opened once through sprig.index.reader) and the encoders the index
-was built with, and then serves any number of queries. Writes go through sprig.indexer.update.
+One ``Searcher`` holds an index backend (opened once through sprig.index.backend: a native folder or a Milvus
+collection) and the encoders the index was built with, and then serves any number of queries. Writes go through
+sprig.indexer.update.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from sprig.core.config import FusionMethod, RetrievalMode, SprigConfig
 from sprig.core.errors import SprigError
 from sprig.core.types import Hit, SparseVec
 from sprig.encoders.factory import EncoderSet
+from sprig.index.backend import Backend, PassageStore, open_index
 from sprig.index.docstore import StoredPassage
-from sprig.index.reader import BM25_STATE, IDF_STATE, Index
+from sprig.index.reader import BM25_STATE, IDF_STATE
 from sprig.retriever.fusion import Fused, Run, fuse
 
 EXPLAIN_TERMS = 5
@@ -34,20 +36,24 @@ def term_contributions(query: SparseVec, doc: SparseVec, vocab: Sequence[str], t
 
 
 class Searcher:
-    def __init__(self, index: Index | str | Path, config: SprigConfig | None = None, writable: bool = False, verify: bool = False):
-        self.index = index if isinstance(index, Index) else Index(index, writable=writable, verify=verify)
+    """``index``: an open ``Backend`` (a native ``Index`` or a ``MilvusIndex``) or a location string / folder."""
+
+    def __init__(self, index: Backend | str | Path, config: SprigConfig | None = None, writable: bool = False, verify: bool = False):
+        self.index = open_index(index, writable=writable, verify=verify) if isinstance(index, (str, Path)) else index
         self.config = (config or SprigConfig()).with_encoder_settings(self.index.encoder_settings)
-        self.encoders = EncoderSet.for_index(self.config, self.index.encoder_settings, list(self.index.sparse),
-                                             self.index.dense is not None, self.index.dir / BM25_STATE, self.index.has_sentence_vectors,
-                                             self.index.dir / IDF_STATE)
+        state = self.index.state_dir
+        self.encoders = EncoderSet.for_index(self.config, self.index.encoder_settings, self.index.sparse_names,
+                                             "dense" in self.index.retrievers, state / BM25_STATE, self.index.has_sentence_vectors,
+                                             state / IDF_STATE)
         self.vocab: dict[str, list[str]] = {name: list(enc.vocab) for name, enc in self.encoders.sparse.items()}
 
     @property
-    def dir(self) -> Path:
-        return self.index.dir
+    def dir(self) -> str:
+        """The index location (a folder, or a Milvus location)."""
+        return self.index.location
 
     @property
-    def store(self):
+    def store(self) -> PassageStore:
         return self.index.store
 
     @property
@@ -78,15 +84,8 @@ class Searcher:
         out: list[dict[str, Run]] = [{} for _ in queries]
         with self.index.lock:
             for name in names:
-                if name == "dense":
-                    rows, scores = self.index.dense.search(encoded[name], depth)
-                    for i in range(len(queries)):
-                        live = rows[i] >= 0
-                        out[i][name] = Run(rows[i][live], scores[i][live])
-                else:
-                    for i, vec in enumerate(encoded[name]):
-                        rows, scores = self.index.sparse[name].search(vec, depth) if len(vec) else (np.zeros(0, np.int64), np.zeros(0, np.float32))
-                        out[i][name] = Run(np.asarray(rows, np.int64), np.asarray(scores, np.float32))
+                for i, (rows, scores) in enumerate(self.index.search(name, encoded[name], depth)):
+                    out[i][name] = Run(rows, scores)
         return out, encoded
 
     def search_batch(
@@ -128,7 +127,7 @@ class Searcher:
     def _hits(self, fused: Fused, queries: dict, mode: str, method: str, explain: bool) -> list[Hit]:
         rows = fused.ids.tolist()
         passages = self.store.get(rows)
-        doc_vectors = {name: self.store.vectors(name, rows) for name in queries if name in self.index.sparse} if explain else {}
+        doc_vectors = {name: self.store.vectors(name, rows) for name in queries if name in self.index.sparse_names} if explain else {}
         hits = []
         for i, row in enumerate(rows):
             p = passages.get(row)
