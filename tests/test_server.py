@@ -26,10 +26,10 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, index: Path, log: Path):
+    def __init__(self, index: Path, log: Path, **env: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "SPRIG_SERVER__API_KEY": KEY, "SPRIG_SERVER__MAX_BODY_BYTES": "20000", "SPRIG_SERVER__MAX_QUERY_CHARS": "200"}
+        env = {**os.environ, "SPRIG_SERVER__API_KEY": KEY, "SPRIG_SERVER__MAX_BODY_BYTES": "20000", "SPRIG_SERVER__MAX_QUERY_CHARS": "200", **env}
         self.proc = subprocess.Popen([sys.executable, "-m", "sprig.api.cli", "serve", str(index), "--port", str(self.port)],
                                      cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 240
@@ -67,7 +67,10 @@ def test_health_docs_and_every_mode(server):
     health = http.get(server.url + "/health").json()
     assert health["status"] == "ok" and health["passages"] == 12 and health["modes"][0] == "hybrid"
     assert http.get(server.url + "/docs").status_code == 200
-    assert "/search" in http.get(server.url + "/openapi.json").json()["paths"]
+    openapi = http.get(server.url + "/openapi.json").json()
+    search = openapi["components"]["schemas"]["SearchRequest"]["properties"]
+    assert "/search" in openapi["paths"] and search["query"]["maxLength"] == 200  # this server's max_query_chars
+    assert set(search["mode"]["anyOf"][0]["enum"]) == set(health["modes"])  # only the modes this index has
     for mode in health["modes"]:
         body = http.post(server.url + "/search", json={"query": "artemisinin malaria treatment", "k": 3, "mode": mode}).json()
         assert body["count"] == len(body["data"]) >= 1 and body["data"][0]["id"] == "d2", mode

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from sprig.api.schemas import SearchRequest
+from sprig.api.schemas import BLANK, SearchRequest
 from sprig.api.schemas_rag import AnswerRequest, ChatCompletionRequest
 from sprig.core.config import SprigConfig
 from sprig.rag.answer import Answerer
@@ -52,12 +52,12 @@ def unprocessable(detail: str) -> HTTPException:
 
 
 def checked_text(text: str, what: str, max_chars: int) -> str:
-    """``text`` stripped; empty or longer than ``server.max_query_chars`` is a 422."""
-    text = text.strip()
-    if not text:
-        raise unprocessable(f"{what} is empty (only whitespace)")
+    """``text`` stripped; empty or longer than ``server.max_query_chars`` (as sent, like the OpenAPI maxLength) is a 422."""
     if len(text) > max_chars:
         raise unprocessable(f"{what} has {len(text)} characters; the limit is {max_chars} (server.max_query_chars)")
+    text = text.strip(BLANK)
+    if not text:
+        raise unprocessable(f"{what} is empty (only whitespace)")
     return text
 
 
@@ -69,14 +69,23 @@ def checked_search(body: SearchRequest, config: ConfigDep) -> SearchRequest:
     return body.model_copy(update={"query": query})
 
 
+def checked_tokens(requested: int | None, limit: int) -> None:
+    """A request may not ask for more generated tokens than ``server.max_new_tokens`` (one answer holds the generator)."""
+    if requested is not None and requested > limit:
+        raise unprocessable(f"{requested} new tokens asked; the limit is {limit} (server.max_new_tokens)")
+
+
 def checked_answer(body: AnswerRequest, config: ConfigDep) -> AnswerRequest:
+    checked_tokens(body.max_new_tokens, config.server.max_new_tokens)
     return body.model_copy(update={"question": checked_text(body.question, "the question", config.server.max_query_chars)})
 
 
 def chat_question(body: ChatCompletionRequest, config: ConfigDep) -> str:
     """The last user message's text: the question a chat request asks."""
+    for requested in (body.max_tokens, body.max_completion_tokens):
+        checked_tokens(requested, config.server.max_new_tokens)
     if body.question is None:
-        raise unprocessable("messages hold no user message (the question)")
+        raise unprocessable("messages hold no user message with text (the question)")
     return checked_text(body.question, "the question", config.server.max_query_chars)
 
 

@@ -155,6 +155,8 @@ class ServerConfig(BaseModel):
     max_query_chars: int = Field(2048, ge=1)
     max_k: int = Field(1000, ge=1)
     snippet_chars: int = Field(300, ge=0)
+    max_new_tokens: int = Field(4096, ge=1, le=4096)  # the most an answer request may ask to generate
+    cors_origins: list[str] = []  # browser origins allowed cross-origin (CORS); empty = no CORS headers at all
 
 
 class GeneratorConfig(BaseModel):

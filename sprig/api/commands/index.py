@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         "and is renamed into place when complete.",
     )
     p.add_argument("corpus", metavar="CORPUS", help="BEIR folder, .jsonl file, or folder of .txt/.md files")
-    p.add_argument("--out", required=True, metavar="IDX", help="index directory to write (replaced atomically if it exists)")
+    p.add_argument("--out", required=True, metavar="IDX", help="index directory to write (replaced atomically if it exists), or a Milvus "
+                   "location: http://HOST:PORT/COLLECTION or FILE.db[#COLLECTION] (milvus-lite), built as a folder and exported")
     p.add_argument("--format", default="auto", choices=CORPUS_FORMATS, help="corpus format (default: %(default)s)")
     p.add_argument("--sparse", choices=choices(SparseChoice), help=f"sparse indexes to build (default: {default('index.sparse')})")
     p.add_argument("--dense", metavar="MODEL|none", help="dense model id/path, 'default' (all-MiniLM-L6-v2), 'promptreps' (PromptReps' dense half, with --sparse promptreps), or 'none'")

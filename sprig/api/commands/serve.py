@@ -5,6 +5,9 @@ import argparse
 
 from sprig.api.commands.common import add_config_args, config_from_args, default
 from sprig.api.commands.search_args import add_fusion_args, fusion_overrides
+from sprig.core.errors import SprigError
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}  # any other bind address is reachable by others: writes need a key
 
 
 def register(subparsers) -> None:
@@ -27,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     extra = {("server", "host"): args.host, ("server", "port"): args.port, ("server", "api_key"): args.api_key, **fusion_overrides(args)}
     config = config_from_args(args, extra)
+    if config.server.api_key is None and config.server.host not in LOOPBACK:
+        raise SprigError(f"refusing to serve on {config.server.host} without an API key for the write endpoints "
+                         "(--api-key or SPRIG_SERVER__API_KEY; or bind to 127.0.0.1)")
     if args.torch_threads:
         import torch
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 
 from sprig.api.deps import AnswerBody, AnswererDep
+from sprig.api.schemas import errors
 from sprig.api.schemas_rag import AnswerResponse
 from sprig.core.errors import SprigError
 from sprig.rag.answer import Answer, Answerer
@@ -75,7 +76,8 @@ def sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-@router.post("/answer", response_model=AnswerResponse, responses={200: {"content": {"text/event-stream": {}}}})
+@router.post("/answer", response_model=AnswerResponse,
+             responses={200: {"content": {"text/event-stream": {}}}, **errors(400, 413, 422, 500)})
 def answer(body: AnswerBody, request: Request, answerer: AnswererDep):
     events = answer_events(
         request, answerer, body.question, mode=body.compress, k=body.k, max_new_tokens=body.max_new_tokens,

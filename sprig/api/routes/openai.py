@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from sprig.api.deps import AnswererDep, ChatQuestion
 from sprig.api.routes.answer import answer_events, final_answer
+from sprig.api.schemas import errors
 from sprig.api.schemas_rag import ChatCompletionRequest
 from sprig.rag.answer import Answer
 
@@ -34,7 +35,7 @@ def _chunk(cid: str, created: int, model: str, delta: dict, finish: str | None =
     return f"data: {json.dumps(body)}\n\n"
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses={200: {"content": {"text/event-stream": {}}}, **errors(400, 413, 422, 500)})
 def chat_completions(body: ChatCompletionRequest, question: ChatQuestion, request: Request, answerer: AnswererDep):
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     events = answer_events(

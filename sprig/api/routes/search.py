@@ -6,7 +6,7 @@ import time
 from fastapi import APIRouter
 
 from sprig.api.deps import ConfigDep, SearchBody, SearcherDep
-from sprig.api.schemas import SearchHit, SearchResponse
+from sprig.api.schemas import SearchHit, SearchResponse, errors
 
 router = APIRouter(tags=["search"])
 
@@ -19,7 +19,7 @@ def snippet(text: str, limit: int) -> str:
     return (cut or text[:limit]) + "…"
 
 
-@router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
+@router.post("/search", response_model=SearchResponse, responses=errors(400, 413, 422))
 def search(body: SearchBody, searcher: SearcherDep, config: ConfigDep) -> SearchResponse:
     start = time.perf_counter()
     hits = searcher.search(body.query, body.k, body.mode, body.weights, body.fusion, body.explain)
