@@ -44,3 +44,17 @@ def default_generator() -> tuple[str, str]:
 def resolve(name_or_path: str | None, default) -> str:
     """'default' / None -> the bundled model; anything else is passed through (HF id or path)."""
     return default() if name_or_path in (None, "", "default") else name_or_path
+
+
+def local_folder(name_or_path: str, what: str) -> Path:
+    """An existing path as is; anything else is a Hugging Face hub id, fetched whole (``what`` names the model
+    in the one-line error when that fails: offline, unknown or gated repo, malformed id)."""
+    if Path(name_or_path).exists():
+        return Path(name_or_path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name_or_path))
+    except Exception as exc:  # the hub raises many types (OSError, ValueError, its own HTTP errors): all mean "not loadable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SprigError(f"{what} '{name_or_path}' is not a local folder and cannot be fetched from the Hugging Face hub: {first}") from None

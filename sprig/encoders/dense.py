@@ -17,7 +17,7 @@ import torch
 
 from sprig.core.config import DenseConfig, Device, resolve_device
 from sprig.core.errors import SprigError
-from sprig.core.models import default_dense, resolve
+from sprig.core.models import default_dense, local_folder, resolve
 from sprig.encoders.batching import length_sorted_batches
 
 
@@ -53,18 +53,6 @@ def read_spec(model_dir: Path) -> DenseSpec:
     return spec
 
 
-def _local_dir(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name_or_path))
-    except Exception as exc:  # hub errors come in many types; all mean "not loadable"
-        raise SprigError(f"dense model '{name_or_path}' is neither a local folder nor a downloadable Hugging Face id ({type(exc).__name__})") from None
-
-
 def pool(states: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """Token states [B, T, H] + attention mask [B, T] -> [B, H]."""
     m = mask.unsqueeze(-1).to(states.dtype)
@@ -85,7 +73,7 @@ class DenseEncoder:
 
         self.name = resolve(config.model, default_dense)
         self.device = resolve_device(device)
-        model_dir = _local_dir(self.name)
+        model_dir = local_folder(self.name, "dense model")
         self.spec = read_spec(model_dir)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)

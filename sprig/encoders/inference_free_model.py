@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sprig.core.errors import SprigError
-from sprig.core.models import default_splade, resolve
+from sprig.core.models import default_splade, local_folder, resolve
 
 ROUTER_TYPES = ("Router", "Asym")  # Asym: the name sentence-transformers 2-4 gave the Router
 DOCUMENT_TYPES = ("MLMTransformer", "Transformer")
@@ -35,22 +35,8 @@ class InferenceFreeModel:
     extra_log1p: bool = False
 
 
-def model_folder(name_or_path: str) -> Path:
-    """'default' -> SPLADE-tiny's folder; an existing path as is; anything else a Hugging Face hub id."""
-    name = resolve(name_or_path, default_splade)
-    if Path(name).exists():
-        return Path(name)
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name))
-    except (OSError, ValueError) as exc:  # offline, unknown or gated repo, malformed id: the hub's message, first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SprigError(f"'{name}' is not a local folder and cannot be fetched from the Hugging Face hub: {first}") from None
-
-
 def load_inference_free_model(name_or_path: str) -> InferenceFreeModel:
-    folder = model_folder(name_or_path)
+    folder = local_folder(resolve(name_or_path, default_splade), "inference-free model")
     router = _router_path(folder)
     if router is not None:
         return _from_router(router)
