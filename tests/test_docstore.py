@@ -1,7 +1,7 @@
 """The SQLite passage store: row numbering, vectors, deletes, read-only opening."""
 import pytest
 
-from sprig.core.errors import IndexCorrupt, SprigError
+from sprig.core.errors import DuplicateId, IndexCorrupt
 from sprig.core.types import SparseVec
 from sprig.corpus.chunking import Passage
 from sprig.index.docstore import DocStore
@@ -23,7 +23,7 @@ def test_rows_vectors_and_deletes(tmp_path):
     assert store.vectors("splade", [1]) == {}  # vectors go with their passage
     assert store.add(passages("c")).tolist() == [3]  # numbers are never reused
     assert store.all_vectors("splade")[0].tolist() == [2]
-    with pytest.raises(SprigError, match="already exists"):
+    with pytest.raises(DuplicateId, match="already exists"):  # the API answers it 409, as a lost race for the id
         store.add(passages("c"))
     store.delete_rows(1, 3)
     assert len(store) == 0 and store.max_row() == 3

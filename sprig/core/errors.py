@@ -4,6 +4,8 @@
 class SprigError(Exception):
     """Bad input or configuration: the message names the thing and what was expected."""
 
+    http_status = 400
+
 
 class InputError(SprigError):
     """A corpus, query or data file that cannot be read as expected."""
@@ -16,3 +18,9 @@ class InputError(SprigError):
 
 class IndexCorrupt(SprigError):
     """An index file is missing, truncated or does not match its manifest."""
+
+
+class DuplicateId(SprigError):
+    """A passage id that is already in the index (a write racing another with the same id lands here)."""
+
+    http_status = 409

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sprig.core.errors import IndexCorrupt, SprigError
+from sprig.core.errors import DuplicateId, IndexCorrupt
 from sprig.core.types import SparseVec
 
 _SCHEMA = """
@@ -111,7 +111,7 @@ class DocStore:
                         (wanted[i], p.passage_id, p.doc_id, p.title, p.text, json.dumps(p.metadata or {})),
                     )
                 except sqlite3.IntegrityError:
-                    raise SprigError(f"passage id '{p.passage_id}' already exists in {self.path}") from None
+                    raise DuplicateId(f"passage id '{p.passage_id}' already exists in {self.path}") from None
                 rows[i] = cur.lastrowid
             for encoder, vecs in (vectors or {}).items():
                 if len(vecs) != len(passages):
@@ -149,6 +149,12 @@ class DocStore:
         """Remove rows first..last inclusive (a shard a killed build may have half-committed)."""
         with self.conn:
             self.conn.execute("DELETE FROM passages WHERE rowid BETWEEN ? AND ?", (first, last))
+
+    def retire_rows(self, last: int) -> None:
+        """Never issue row numbers up to ``last`` (rows an interrupted write may have left in an index)."""
+        with self.conn:
+            if not self.conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'passages'", (last,)).rowcount:
+                self.conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)", (last,))
 
     def row_of(self, passage_id: str) -> int | None:
         found = self.conn.execute("SELECT rowid FROM passages WHERE passage_id = ?", (passage_id,)).fetchone()

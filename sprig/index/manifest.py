@@ -72,8 +72,9 @@ def write_manifest(index_dir: Path, manifest: dict) -> dict:
     return manifest
 
 
-def read_manifest(index_dir: str | Path, verify: bool = False) -> dict:
-    """Load and check a manifest: format and version always, file sizes always, SHA-256 when ``verify``."""
+def read_manifest(index_dir: str | Path, verify: bool = False, check_files: bool = True) -> dict:
+    """Load and check a manifest: format and version always, file sizes unless ``check_files`` is off (an
+    interrupted write, rolled back by sprig.index.reader, left them out of step), SHA-256 when ``verify``."""
     index_dir = Path(index_dir)
     path = index_dir / MANIFEST
     if not path.is_file():
@@ -93,6 +94,6 @@ def read_manifest(index_dir: str | Path, verify: bool = False) -> dict:
         raise IndexCorrupt(f"{path}: uses {', '.join(unknown)}, which this sprig does not know: upgrade sprig or rebuild the index")
     if not (index_dir / DOCSTORE).is_file():
         raise IndexCorrupt(f"{index_dir / DOCSTORE}: passage store missing")
-    for rel, want in manifest.get("checksums", {}).items():
+    for rel, want in manifest.get("checksums", {}).items() if check_files else ():
         check_file(index_dir / rel, want, verify, path)
     return manifest

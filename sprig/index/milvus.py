@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sprig.core.errors import IndexCorrupt, SprigError
+from sprig.core.errors import DuplicateId, IndexCorrupt, SprigError
 from sprig.core.types import SparseVec
 from sprig.index.docstore import StoredPassage
 
@@ -47,6 +47,7 @@ _NO_TERMS = 2**32 - 2  # Milvus refuses an empty sparse vector: a passage with n
 _META_SUFFIX, _CHUNK = "_sprig", 60_000  # meta values are VARCHAR(65535); files go in base64 chunks
 _MAX_TEXT = 65_535
 _SPARSE_SEARCH = {"metric_type": "IP", "params": {"drop_ratio_search": 0.0}}
+CONSISTENCY = "Strong"  # a search waits for every earlier write: POST /documents is visible to the next /search
 
 
 def _field(name: str) -> str:
@@ -169,7 +170,7 @@ class MilvusIndex:
         for name, s, p in ((collection, schema, params), (collection + _META_SUFFIX, meta, meta_params)):
             if client.has_collection(name):
                 client.drop_collection(name)
-            client.create_collection(name, schema=s, index_params=p, consistency_level="Strong")
+            client.create_collection(name, schema=s, index_params=p, consistency_level=CONSISTENCY)
         rows, chunks = [], {}
         for rel in state_files:
             blob = base64.b64encode((state_dir / rel).read_bytes()).decode()
@@ -236,7 +237,7 @@ class MilvusIndex:
             taken = self.client.query(self.collection, filter=f"passage_id in {json.dumps([p.passage_id for p in passages], ensure_ascii=False)}",
                                       output_fields=["passage_id"])
             if taken:
-                raise SprigError(f"passage id '{taken[0]['passage_id']}' already exists in {self.location}")
+                raise DuplicateId(f"passage id '{taken[0]['passage_id']}' already exists in {self.location}")
             start = self.manifest["next_row"]
             rows = np.arange(start, start + len(passages), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
             data = []

@@ -11,8 +11,10 @@ Steps:
    done shards and redoes the first unfinished one.
 3. Write the sparse indexes with the engine's writer (and, for inference-free queries weighted by corpus
    IDF, that IDF over the stored passages), the FAISS index, and the manifest.
-4. Rename the finished directory into place. Everything happens in ``<out>.partial``, so a crash
-   never leaves a half-written index where a good one was.
+4. Swap the finished directory into place (sprig.core.files.replace_dir: one atomic exchange on Linux).
+   Everything happens in ``<out>.partial``, so a crash never leaves a half-written index where a good
+   one was. The manifest is written before the shards are cleaned up, so ``--resume`` of a build killed
+   after it only does the clean-up and the swap.
 
 Row numbers are corpus order + 1, so a resumed build numbers passages exactly as an unbroken one.
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -29,13 +30,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from sprig.core.config import SprigConfig
 from sprig.core.errors import SprigError
-from sprig.core.files import atomic_path
+from sprig.core.files import atomic_path, replace_dir, write_text_atomic
 from sprig.corpus.chunking import Passage, passage_text, to_passages
 from sprig.corpus.readers import read_corpus
 from sprig.encoders.factory import EncoderSet
@@ -44,6 +46,9 @@ from sprig.index.dense import DenseIndex, recall_at_k
 from sprig.index.docstore import DocStore
 from sprig.index.manifest import DOCSTORE, MANIFEST, write_manifest
 from sprig.index.reader import BM25_STATE, IDF_STATE
+
+if TYPE_CHECKING:
+    from sprig.indexer.ray_encode import RayEncoding
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +74,7 @@ def _plan(corpus: Path, fmt: str, config: SprigConfig) -> dict:
         "corpus_mtime": stat.st_mtime,
         "format": fmt,
         # What the shards depend on; FAISS settings only shape the last step, so a resume may change them.
-        "config": config.model_dump(mode="json", include={"splade": True, "inference_free": True, "bm25": True, "dense": True, "promptreps": True, "chunk": True,
+        "config": config.model_dump(mode="json", include={"splade": True, "inference_free": {"model", "doc_max_length", "query_weights"}, "bm25": True, "dense": True, "promptreps": True, "chunk": True,
                                                           "index": {"sparse", "dense", "sentence_vectors", "chunk_vectors", "shard_size"},
                                                           "generator": {"model", "gguf_file"}}),  # its tokenizer cuts REFRAG chunks
     }
@@ -89,27 +94,39 @@ def _chunk_tokenizer(config: SprigConfig):
     return AutoTokenizer.from_pretrained(resolve(config.splade.model, default_splade))
 
 
+def _work_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _started_from(work: Path) -> dict | None:
+    """The plan a ``.partial`` build was started from: build.json, or once its manifest is written (the
+    clean-up may have removed build.json), the manifest's record of it."""
+    try:
+        if (work / MANIFEST).exists():
+            return {k: v for k, v in json.loads((work / MANIFEST).read_text())["build"].items() if k != "faiss"}
+        return json.loads((work / _PLAN).read_text())
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
+
+
 def _open_work_dir(out: Path, plan: dict, resume: bool) -> tuple[Path, int]:
     """The ``.partial`` directory and how many shards in it are already done."""
-    work = out.with_name(out.name + ".partial")
-    if work.exists() and resume:
-        try:
-            old = json.loads((work / _PLAN).read_text())
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old != plan:
+    work = _work_dir(out)
+    started = _started_from(work) if resume and work.exists() else None
+    if started is not None:
+        if started != plan:
             raise SprigError(f"{work}: was started from a different corpus or settings; rerun without --resume to start over")
         done = 0
         while (work / _SHARDS / f"{done:06d}.done").exists():
             done += 1
         return work, done
     if work.exists():
-        log.info("removing the unfinished build in %s (pass --resume to continue it)", work)
+        log.info("removing the unfinished build in %s (%s)", work, "killed before it recorded its plan" if resume else "pass --resume to continue it")
         shutil.rmtree(work)
     elif resume:
         log.info("nothing to resume in %s; starting a fresh build", work)
     (work / _SHARDS).mkdir(parents=True)
-    (work / _PLAN).write_text(json.dumps(plan, indent=2))
+    write_text_atomic(work / _PLAN, json.dumps(plan, indent=2))  # a build killed here leaves its whole plan or none
     return work, 0
 
 
@@ -118,11 +135,12 @@ def _fit_bm25(work: Path, corpus: Path, fmt: str, config: SprigConfig, tokenizer
     from sprig.encoders.bm25 import BM25Encoder
 
     state = work / BM25_STATE
-    if (state / "bm25.json").exists():
+    if state.exists():
         return BM25Encoder.load(state)
     texts = (passage_text(p) for p in _passages(corpus, fmt, config, tokenizer))
     enc = BM25Encoder(config.bm25).fit(tqdm(texts, desc="BM25 statistics", unit="doc", leave=False))
-    enc.save(state)
+    with atomic_path(state) as tmp:  # a build killed mid-save must not resume from half the statistics
+        enc.save(tmp)
     return enc
 
 
@@ -135,23 +153,24 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
-def _encode_shards(work: Path, passages: Iterator[Passage], total: int, done: int, encoders: EncoderSet, store: DocStore, shard_size: int, progress: bool) -> None:
+def _encode_shards(work: Path, passages: Iterator[Passage], total: int, done: int, encoders: EncoderSet, store: DocStore, shard_size: int, progress: bool,
+                   ray: RayEncoding | None = None) -> None:
+    """Encode and commit the shards after the first ``done``: here, or on Ray (sprig.indexer.ray_encode) when given."""
     shards = work / _SHARDS
     with tqdm(total=total, initial=min(done * shard_size, total), desc="indexing", unit="doc", disable=not progress, smoothing=0.05) as bar:
         for _ in islice(passages, done * shard_size):  # skip what a killed run finished
             pass
-        shard = done
-        while batch := list(islice(passages, shard_size)):
+        batches = iter(lambda: list(islice(passages, shard_size)), [])
+        pairs = ray.encode(batches, encoders) if ray else ((b, encoders.encode([passage_text(p) for p in b], [p.text for p in b])) for b in batches)
+        for shard, (batch, encoded) in enumerate(pairs, start=done):
             first = shard * shard_size + 1
             rows = np.arange(first, first + len(batch), dtype=np.int64)
-            encoded = encoders.encode([passage_text(p) for p in batch], [p.text for p in batch])
             if encoded.dense is not None:
                 _save_npy(shards / f"{shard:06d}.dense.npy", encoded.dense)
             store.delete_rows(int(rows[0]), int(rows[-1]))  # a killed run may have committed this shard
             store.add(batch, encoded.sparse, rows, encoded.sentences, encoded.chunks)
             (shards / f"{shard:06d}.done").touch()
             bar.update(len(batch))
-            shard += 1
 
 
 def _write_sparse(work: Path, store: DocStore, name: str, vocab_size: int) -> dict:
@@ -187,22 +206,26 @@ def _build_dense(work: Path, config: SprigConfig, n_shards: int, total: int) -> 
 
 
 def _finished(out: Path, plan: dict) -> bool:
-    """A complete index at ``out`` built from the same corpus and settings (so `--resume` has nothing to do)."""
+    """A complete index at ``out`` built from the same corpus and settings (so `--resume` has nothing to do),
+    with no unfinished build beside it (a complete one there is the old index of a swap killed before removing it)."""
     try:
         manifest = json.loads((out / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return manifest.get("build") == plan and not out.with_name(out.name + ".partial").exists()
+    work = _work_dir(out)
+    return manifest.get("build") == plan and (not work.exists() or (work / MANIFEST).exists())
+
+
+def _report(out: Path, start: float, resumed_shards: int) -> BuildReport:
+    manifest = json.loads((out / MANIFEST).read_text())
+    return BuildReport(out, manifest["passages"], time.perf_counter() - start, resumed_shards, manifest.get("dense", {}).get("recall_vs_flat", {}))
 
 
 def _swap_into_place(work: Path, out: Path) -> None:
-    """Rename the finished build over ``out``; the old index is moved aside first and removed last."""
-    old = out.with_name(f"{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.rename(out, old)
-    os.rename(work, out)
-    if old.exists():
-        shutil.rmtree(old)
+    """Drop the finished build's resume state and swap it in for ``out`` (the old index is removed last)."""
+    shutil.rmtree(work / _SHARDS, ignore_errors=True)
+    (work / _PLAN).unlink(missing_ok=True)
+    replace_dir(work, out)
 
 
 def _build_into_milvus(corpus: str | Path, out: str, config: SprigConfig, fmt: str, progress: bool) -> BuildReport:
@@ -235,9 +258,17 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
     plan = _plan(corpus, fmt, config)
     if resume and _finished(out, plan | {"faiss": config.index.faiss}):
         log.info("%s is already built from this corpus with these settings; nothing to resume", out)
-        manifest = json.loads((out / MANIFEST).read_text())
-        return BuildReport(out, manifest["passages"], time.perf_counter() - start, dense_recall=manifest.get("dense", {}).get("recall_vs_flat", {}))
+        shutil.rmtree(_work_dir(out), ignore_errors=True)
+        return _report(out, start, 0)
+    ray = None
+    if config.ray.address:  # joined before anything is written: a cluster that does not answer leaves nothing behind
+        from sprig.indexer.ray_encode import RayEncoding
+
+        ray = RayEncoding(config)
     work, done = _open_work_dir(out, plan, resume)
+    if (work / MANIFEST).exists():  # killed after writing everything: only the clean-up and the swap are left
+        _swap_into_place(work, out)
+        return _report(out, start, done)
     tokenizer = _chunk_tokenizer(config)
     total = _count(corpus, fmt, config, tokenizer)
     if done:
@@ -245,7 +276,7 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
     bm25 = _fit_bm25(work, corpus, fmt, config, tokenizer) if "bm25" in sparse else None
     encoders = EncoderSet.build(config, sparse, config.index.dense, bm25, config.index.sentence_vectors, config.index.chunk_vectors)
     with DocStore(work / DOCSTORE) as store:
-        _encode_shards(work, _passages(corpus, fmt, config, tokenizer), total, done, encoders, store, config.index.shard_size, progress)
+        _encode_shards(work, _passages(corpus, fmt, config, tokenizer), total, done, encoders, store, config.index.shard_size, progress, ray)
         manifest: dict = {"passages": len(store), "corpus": str(corpus.resolve()), "chunk": config.chunk.model_dump(), "encoders": encoders.settings(),
                           "build": plan | {"faiss": config.index.faiss}}
         manifest["sparse"] = {name: _write_sparse(work, store, name, encoders.sparse[name].vocab_size) for name in sparse}
@@ -259,8 +290,6 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
     dense_info = _build_dense(work, config, n_shards, total) if config.index.dense else {}
     if dense_info:
         manifest["dense"] = dense_info
-    shutil.rmtree(work / _SHARDS)
-    (work / _PLAN).unlink()
     write_manifest(work, manifest)
     _swap_into_place(work, out)
-    return BuildReport(out, total, time.perf_counter() - start, done, dense_info.get("recall_vs_flat", {}))
+    return _report(out, start, done)

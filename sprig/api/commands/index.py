@@ -31,6 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-tokens", type=int, metavar="N", help=f"split documents into passages of N tokens; 0 = no chunking (default {default('chunk.max_tokens')})")
     p.add_argument("--chunk-overlap", type=int, metavar="N", help=f"token overlap between passages (default {default('chunk.overlap')})")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build from its last finished shard")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="encode passages as a Ray Data pipeline, one model replica per Ray worker (a GPU each when the cluster has them), "
+                   "writing the same resumable shards: on the cluster at ADDRESS (HOST:PORT, ray://HOST:PORT or auto), or without one "
+                   "on a local runtime ($RAY_ADDRESS when set); needs `pip install 'sprig[ray]'`")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_args(p)
     p.set_defaults(func=run)
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         ("index", "dense"): None if dense is None else dense.lower() != "none",
         ("dense", "model"): dense if dense and dense.lower() != "none" else None,
         ("chunk", "max_tokens"): args.chunk_tokens, ("chunk", "overlap"): args.chunk_overlap,
+        ("ray", "address"): args.ray,
     }
     config = config_from_args(args, extra)
     report = build_index(args.corpus, args.out, config, fmt=args.format, resume=args.resume, progress=not args.quiet)
