@@ -25,6 +25,8 @@ def test_index_directory_layout_and_manifest(built):
     assert manifest["passages"] == report.passages == len(TOPICS)
     assert set(manifest["sparse"]) == {"splade", "bm25"} and manifest["dense"]["faiss"]["kind"] == "hnsw"
     assert (idx / "sparse" / "bm25" / "encoder" / "bm25.json").is_file()
+    # bundled models are recorded as "default", not as this install's site-packages path
+    assert manifest["encoders"]["splade"]["model"] == manifest["encoders"]["dense"]["model"] == "default"
     assert report.dense_recall["recall@10"] == 1.0  # 12 vectors: HNSW is exact here
     assert not idx.with_name("idx.partial").exists()
     with DocStore(idx / "docs.sqlite", readonly=True) as store:

@@ -25,8 +25,8 @@ QUERIES = ["does coffee prevent diabetes?", "lung lung cancer and smoking", "zzq
 
 @pytest.fixture(scope="module")
 def default_encoder():
-    """SPLADE-tiny's masked LM for documents, corpus IDF for queries."""
-    return InferenceFreeEncoder(InferenceFreeConfig(doc_max_length=16), device="cpu")
+    """SPLADE-tiny's masked LM for documents, corpus IDF for queries (every token kept: four texts give small IDFs)."""
+    return InferenceFreeEncoder(InferenceFreeConfig(doc_max_length=16, query_min_idf=0), device="cpu")
 
 
 def test_corpus_idf_equals_a_plain_count(default_encoder):
@@ -42,12 +42,19 @@ def test_corpus_idf_equals_a_plain_count(default_encoder):
     assert idf.min() > 0  # a token in every text keeps a positive weight
     query = default_encoder.encode_queries(["diabetes diabetes"])[0]
     assert query.term_ids.tolist() == [diabetes] and query.weights[0] == idf[diabetes]
+    default_encoder.query_min_idf = float(idf[diabetes]) + 1e-3  # the floor drops a token whose IDF is under it
+    try:
+        assert len(default_encoder.encode_queries(["diabetes diabetes"])[0]) == 0
+    finally:
+        default_encoder.query_min_idf = 0.0
 
 
 def test_query_lookup_counts_a_token_once_and_drops_zero_weights():
     weights = np.array([0.0, 1.5, 2.0, 0.0, 3.0], np.float32)
     vec = lookup([4, 1, 4, 0, 2, 4], weights)
     assert vec.term_ids.tolist() == [1, 2, 4] and vec.weights.tolist() == [1.5, 2.0, 3.0]
+    floored = lookup([4, 1, 4, 0, 2, 4], weights, min_weight=2.0)
+    assert floored.term_ids.tolist() == [2, 4] and floored.weights.tolist() == [2.0, 3.0]
 
 
 def router_model(path, activation: str, max_length: int = 32):

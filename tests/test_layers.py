@@ -14,7 +14,7 @@ LAYERS = {
     "encoders": 2,
     "index": 3,
     "indexer": 4, "retriever": 4,
-    "rag": 5,
+    "rag": 5, "train": 5,
     "eval": 6,
     "api": 7,
 }

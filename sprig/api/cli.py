@@ -7,11 +7,11 @@ import logging
 import os
 import sys
 
-from sprig.api.commands import ask, bench, export, index, search, serve, train_projector
+from sprig.api.commands import ask, bench, export, index, search, serve, train
 from sprig.api.commands import eval as evaluate
 from sprig.core.errors import SprigError
 
-COMMANDS = [index, export, search, serve, ask, evaluate, bench, train_projector]  # the order shown in --help
+COMMANDS = [index, export, search, serve, ask, evaluate, bench, train]  # the order shown in --help
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,11 +23,15 @@ SparseChoice = Literal["both", "splade", "bm25", "none", "inference-free", "prom
 FaissKind = Literal["flat", "hnsw", "ivfpq"]
 FusionMethod = Literal["convex", "rrf"]
 CompressMode = Literal["none", "recomp-extractive", "recomp-abstractive", "refrag"]
+RefragStage = Literal["reconstruction", "continual", "qa"]  # REFRAG projector training stages, in the paper's order
 AttentionMode = Literal["dense", "sparse"]
 SparseSearchMode = Literal["exact", "approx"]  # the sparse engine's top-k
 CorpusFormat = Literal["auto", "beir", "jsonl", "text"]  # what `sprig index` reads; auto detects
 QueryWeights = Literal["corpus", "model"]  # inference-free query term weights: corpus IDF, or those shipped with the model
 SpladeBackbone = Literal["auto", "masked", "causal"]  # the LM a SPLADE head reads; auto: from the model's config
+TrainStudent = Literal["inference-free", "siamese", "decoder"]  # what `sprig train sparse` trains (sprig/train/students.py)
+FlopsKind = Literal["plain", "idf"]  # the trainer's sparsity regulariser: uniform FLOPS, or IDF-aware (sprig/train/losses.py)
+TeacherKind = Literal["bm25", "dense", "splade"]  # the distillation teachers (sprig/train/teachers.py)
 
 
 def choices(vocabulary) -> tuple[str, ...]:
@@ -41,8 +45,11 @@ RETRIEVAL_MODES = choices(RetrievalMode)
 FAISS_KINDS = choices(FaissKind)
 FUSION_METHODS = choices(FusionMethod)
 COMPRESS_MODES = choices(CompressMode)
+REFRAG_STAGES = choices(RefragStage)
 SPARSE_SEARCH_MODES = choices(SparseSearchMode)
 CORPUS_FORMATS = choices(CorpusFormat)
+TRAIN_STUDENTS = choices(TrainStudent)
+FLOPS_KINDS = choices(FlopsKind)
 
 
 class SpladeConfig(BaseModel):
@@ -61,6 +68,7 @@ class SpladeConfig(BaseModel):
     # Causal backbone: the input around the text; weights are pooled over the last {text} only, so two slots
     # are echo input (every pooled token has seen the whole text), one slot a plain single pass.
     causal_template: str = "Rewrite the passage:\n{text}\nRewritten passage:\n{text}"
+    adapter: str | None = None  # causal backbone: a LoRA adapter folder from `sprig train sparse` (it records its base model)
 
     def top_k(self, backbone: SpladeBackbone) -> tuple[int, int]:
         """(document, query) top-k as set, else all weights for a masked LM and 512 / 64 for a causal one. An
@@ -80,6 +88,11 @@ class InferenceFreeConfig(BaseModel):
     model: str = "default"  # sentence-transformers Router folder / HF id, or a masked LM (+ idf.json); "default" = SPLADE-tiny's MLM
     doc_max_length: int = Field(512, ge=8, le=8192)
     query_weights: QueryWeights = "corpus"  # chosen at search time; "corpus" needs an index built with "corpus" (it stores the IDF)
+    # With corpus weights, query tokens whose IDF is below this are dropped (search time): stopwords and subword
+    # pieces carry a small IDF but the longest posting lists. 0 keeps every token; a model's own weights are used as
+    # shipped. 1.0: the largest floor within 0.001 nDCG@10 of 0 on both scifact train and nfcorpus dev (-28% / -20%
+    # postings; docs/benchmarks/inference-free.md).
+    query_min_idf: float = Field(1.0, ge=0)
     batch_size: int = Field(32, ge=1)
 
 
@@ -136,6 +149,14 @@ class IndexConfig(BaseModel):
     shard_size: int = Field(1024, ge=1)  # passages per resumable shard
 
 
+class RayConfig(BaseModel):
+    """`sprig index --ray [ADDRESS]`: passage encoding as a Ray Data pipeline (sprig/indexer/ray_encode.py)."""
+
+    address: str | None = None  # None: encode in this process; "local": a runtime on this machine (or $RAY_ADDRESS); else HOST:PORT, ray://HOST:PORT or auto
+    replicas: int = Field(0, ge=0)  # model replicas, one per Ray actor; 0 = one per GPU of the cluster, else one per cpus_per_replica CPUs
+    cpus_per_replica: float = Field(1.0, gt=0)  # CPUs each replica reserves when the cluster has no GPU
+
+
 class FusionConfig(BaseModel):
     """Hybrid retrieval. Defaults: the best of a grid search on scifact train + nfcorpus dev qrels (docs/benchmarks/hybrid.md)."""
 
@@ -157,6 +178,11 @@ class ServerConfig(BaseModel):
     snippet_chars: int = Field(300, ge=0)
     max_new_tokens: int = Field(4096, ge=1, le=4096)  # the most an answer request may ask to generate
     cors_origins: list[str] = []  # browser origins allowed cross-origin (CORS); empty = no CORS headers at all
+    # Micro-batching (sprig/api/batching.py): concurrent requests' queries go through each model encoder together.
+    query_batch: int = Field(32, ge=1)  # most queued queries one batch takes; 1 = off (each request encodes its own query)
+    query_batch_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)  # under concurrent load, wait this long for more; 0 = take what is queued
+    query_bucket: int = Field(8, ge=1)  # queries per forward pass, length-sorted, so a short query is not padded to the longest
+    batched_encoders: list[EncoderKind] = ["splade", "dense", "promptreps"]  # those running a model per query (bm25, inference-free: a lookup)
 
 
 class GeneratorConfig(BaseModel):
@@ -176,7 +202,7 @@ class RefragConfig(BaseModel):
 
     chunk_tokens: int = Field(16, ge=1, le=256)  # k: decoder tokens per chunk; the index must store it (`sprig index --chunk-vectors K`)
     expand: float = Field(0.25, ge=0.0, le=1.0)  # p: fraction of the retrieved tokens put back as tokens, whole chunks best-first
-    projector: str | None = None  # folder with projector.safetensors + projector.json; no trained one ships yet
+    projector: str | None = None  # folder with projector.safetensors + projector.json; None: the one shipped for this generator, encoder and k
 
 
 class CompressConfig(BaseModel):
@@ -205,6 +231,45 @@ class AttentionConfig(BaseModel):
     recent_pages: int = Field(4, ge=1)
 
 
+class TrainConfig(BaseModel):
+    """`sprig train sparse` (sprig/train/): a SPLADE student trained on train qrels with BM25 hard negatives, InfoNCE,
+    distillation from per-query min-max normalised teacher scores and a FLOPS regulariser; selected on dev qrels."""
+
+    student: TrainStudent = "inference-free"
+    init: str = "default"  # the student's starting model: SPLADE-tiny (masked students) or SmolLM2 GGUF (decoder); HF id, path or .gguf
+    gguf_file: str | None = None
+    train_sets: list[str] = ["scifact:train", "nfcorpus:train"]  # DATASET:SPLIT under the data folder; never a test split
+    dev_set: str = "nfcorpus:dev"  # model selection (nDCG@10)
+    mine_depth: int = Field(30, ge=2)  # BM25 hits per training query searched for hard negatives
+    positives_kept: int = Field(4, ge=1)  # judged positives per query kept as candidates (highest relevance first)
+    negatives_kept: int = Field(15, ge=1)  # BM25 hard negatives per query kept as candidates (with teacher scores)
+    negatives: int = Field(7, ge=1)  # hard negatives per query in a step (sampled from the kept ones)
+    batch_queries: int = Field(16, ge=1)
+    epochs: int = Field(1, ge=1)
+    steps: int = Field(0, ge=0)  # 0: epochs x training queries / batch_queries
+    lr: float = Field(1e-4, gt=0)  # AdamW, linear warm-up over 10% of the steps, then linear decay
+    weight_decay: float = Field(0.01, ge=0)
+    seed: int = 0
+    doc_max_length: int = Field(256, ge=8, le=8192)
+    query_max_length: int = Field(64, ge=8, le=8192)
+    flops: FlopsKind = "idf"
+    flops_doc: float = Field(1e-3, ge=0)  # lambda_d; reached after flops_warmup of the steps (quadratic ramp, as SPLADE)
+    flops_query: float = Field(3e-4, ge=0)  # lambda_q (students that encode queries)
+    flops_warmup: float = Field(0.3, ge=0, le=1)
+    idf_floor: float = Field(0.05, gt=0, le=1)  # IDF-aware FLOPS: a term's penalty weight is 1 / max(idf / max idf, idf_floor)
+    distill: bool = True
+    distill_weight: float = Field(1.0, ge=0)
+    distill_temperature: float = Field(0.05, gt=0)  # combined teacher scores (in [0, 1]) are divided by this before the softmax
+    teacher_weights: dict[TeacherKind, float] = Field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0, "splade": 1.0})
+    eval_every: int = Field(100, ge=1)  # steps between dev evaluations (and one at the end)
+    dev_max_queries: int = Field(0, ge=0)  # 0: every dev query
+    dev_max_docs: int = Field(0, ge=0)  # 0: the whole dev corpus; else the dev queries' judged documents plus this many
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 class SprigConfig(BaseSettings):
     """Settings for indexing, retrieval, answering and serving (env prefix ``SPRIG_``, nested with ``__``)."""
 
@@ -221,8 +286,10 @@ class SprigConfig(BaseSettings):
     attention: AttentionConfig = AttentionConfig()
     compress: CompressConfig = CompressConfig()
     index: IndexConfig = IndexConfig()
+    ray: RayConfig = RayConfig()
     fusion: FusionConfig = FusionConfig()
     server: ServerConfig = ServerConfig()
+    train: TrainConfig = TrainConfig()
 
     @property
     def sparse_encoders(self) -> list[str]:

@@ -46,6 +46,13 @@ def resolve(name_or_path: str | None, default) -> str:
     return default() if name_or_path in (None, "", "default") else name_or_path
 
 
+def recorded(name_or_path: str | None) -> str:
+    """What an index records of a model: "default" for the bundled one, so the index opens under any install of
+    sprig (another virtual environment, another machine) rather than only where its wheel's path was; anything
+    else as given."""
+    return "default" if name_or_path in (None, "", "default") else name_or_path
+
+
 def local_folder(name_or_path: str, what: str) -> Path:
     """An existing path as is; anything else is a Hugging Face hub id, fetched whole (``what`` names the model
     in the one-line error when that fails: offline, unknown or gated repo, malformed id)."""

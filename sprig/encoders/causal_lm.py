@@ -104,9 +104,16 @@ class CausalLM:
     bias: torch.Tensor | None
     softcap: float | None
 
+    default: bool = False  # loaded as "default" (the bundled SmolLM2), which is what an index records then
+
     @property
     def name(self) -> str:
         return f"{self.folder}/{self.gguf_file}" if self.gguf_file else self.folder
+
+    def recorded(self) -> dict:
+        """What an index or adapter records of this checkpoint: "default" for the bundled model, so the record stays
+        valid under any install of sprig; the folder and GGUF file otherwise."""
+        return {"model": "default", "gguf_file": None} if self.default else {"model": self.folder, "gguf_file": self.gguf_file}
 
     @property
     def body(self) -> torch.nn.Module:
@@ -146,7 +153,7 @@ def load_causal_lm(model: str | None, gguf_file: str | None, device: str, purpos
     head = lm.get_output_embeddings()
     bias = getattr(head, "bias", None)
     return CausalLM(folder, gguf, tokenizer, lm, head.weight.detach(), None if bias is None else bias.detach(),
-                    getattr(lm.config, "final_logit_softcapping", None))
+                    getattr(lm.config, "final_logit_softcapping", None), default=model in (None, "", "default") and gguf_file is None)
 
 
 def _first(keys: Sequence[str], n: int = 3) -> str:

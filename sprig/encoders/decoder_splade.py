@@ -16,6 +16,9 @@ model's vocabulary, indexed, searched, fused and explained exactly like a masked
 differs. ``splade.backbone`` picks it (auto: any GGUF, or a config naming a causal architecture) and an
 index records it with the template, so its queries are encoded as its documents were.
 
+A LoRA adapter from `sprig train sparse --student decoder` (``splade.adapter``; sprig/encoders/lora_adapter.py) is
+merged into the base at load time; the base is ``splade.model``, or the one the adapter records when that is "default".
+
 An untrained head (no Mistral-SPLADE fine-tuning) weighs nearly every id, so unless ``doc_top_k`` /
 ``query_top_k`` are set a document keeps its 512 largest weights and a query its 64 (SpladeConfig.top_k).
 """
@@ -27,6 +30,7 @@ import torch
 
 from sprig.core.config import Device, SpladeConfig, resolve_device
 from sprig.encoders.causal_lm import is_causal, load_causal_lm
+from sprig.encoders.lora_adapter import load_with_adapter
 from sprig.encoders.splade import SpladeEncoder, splade_pool
 from sprig.encoders.templates import PromptTemplate
 
@@ -39,16 +43,19 @@ class DecoderSpladeEncoder(SpladeEncoder):
     def __init__(self, config: SpladeConfig = SpladeConfig(backbone="causal"), device: Device = "auto"):
         self.template = PromptTemplate(config.causal_template, "splade.causal_template", slots=(1, 2))
         self.device = resolve_device(device)
-        self.lm = load_causal_lm(config.model, config.gguf_file, self.device, "decoder SPLADE")
+        self.adapter = config.adapter
+        self.lm = (load_with_adapter(config.model, config.gguf_file, config.adapter, self.device, "decoder SPLADE") if config.adapter
+                   else load_causal_lm(config.model, config.gguf_file, self.device, "decoder SPLADE"))
         self.name, self.tokenizer, self.model = self.lm.name, self.lm.tokenizer, self.lm.model
+        self.recorded_model = self.lm.recorded()["model"]
         self.weight, self.bias = self.lm.weight, self.lm.bias
         self._configure(config, self.lm.vocab())
 
     def settings(self) -> dict:
-        return super().settings() | {"model": self.lm.folder, "gguf_file": self.lm.gguf_file, "causal_template": self.template.template}
+        return super().settings() | {"gguf_file": self.lm.recorded()["gguf_file"], "causal_template": self.template.template,
+                                    "adapter": self.adapter}
 
-    @torch.inference_mode()
-    def pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+    def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
         prompts = self.template.batch(self.tokenizer, texts, max_length, self.device)
         hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).last_hidden_state
@@ -58,6 +65,6 @@ class DecoderSpladeEncoder(SpladeEncoder):
 
 def splade_encoder(config: SpladeConfig, device: Device = "auto") -> SpladeEncoder:
     """The ``splade`` kind's encoder for ``config.backbone``; auto reads the checkpoint ("default" is SPLADE-tiny)."""
-    causal = config.backbone == "causal" or (config.backbone == "auto" and config.model not in ("", "default")
-                                             and is_causal(config.model, config.gguf_file))
+    causal = config.backbone == "causal" or (config.backbone == "auto" and (config.adapter is not None or config.model not in ("", "default")
+                                                                        and is_causal(config.model, config.gguf_file)))
     return DecoderSpladeEncoder(config, device) if causal else SpladeEncoder(config, device)

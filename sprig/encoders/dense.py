@@ -17,7 +17,7 @@ import torch
 
 from sprig.core.config import DenseConfig, Device, resolve_device
 from sprig.core.errors import SprigError
-from sprig.core.models import default_dense, local_folder, resolve
+from sprig.core.models import default_dense, local_folder, recorded, resolve
 from sprig.encoders.batching import length_sorted_batches
 
 
@@ -71,7 +71,7 @@ class DenseEncoder:
     def __init__(self, config: DenseConfig = DenseConfig(), device: Device = "auto"):
         from transformers import AutoModel, AutoTokenizer
 
-        self.name = resolve(config.model, default_dense)
+        self.name, self.recorded_model = resolve(config.model, default_dense), recorded(config.model)
         self.device = resolve_device(device)
         model_dir = local_folder(self.name, "dense model")
         self.spec = read_spec(model_dir)
@@ -87,7 +87,7 @@ class DenseEncoder:
         self.dim = int(self.model.config.hidden_size)
 
     def settings(self) -> dict:
-        return {"model": self.name, "max_length": self.max_length, "pooling": self.spec.pooling, "normalize": self.spec.normalize}
+        return {"model": self.recorded_model, "max_length": self.max_length, "pooling": self.spec.pooling, "normalize": self.spec.normalize}
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self.encode([self.spec.query_prompt + t for t in texts], progress, "dense queries")

@@ -25,7 +25,7 @@ import numpy as np
 from sprig.core.config import Device, InferenceFreeConfig, SpladeConfig
 from sprig.core.errors import IndexCorrupt, SprigError
 from sprig.core.files import atomic_path
-from sprig.core.models import default_splade, resolve
+from sprig.core.models import default_splade, recorded, resolve
 from sprig.core.types import SparseVec
 from sprig.encoders.bm25 import lucene_idf
 from sprig.encoders.inference_free_model import load_inference_free_model
@@ -44,10 +44,11 @@ def document_frequencies(tokenizer, texts: Iterable[str], vocab_size: int, batch
     return df, n
 
 
-def lookup(token_ids: Sequence[int], weights: np.ndarray) -> SparseVec:
-    """The query vector: each distinct token id with its weight (zero weights dropped)."""
+def lookup(token_ids: Sequence[int], weights: np.ndarray, min_weight: float = 0.0) -> SparseVec:
+    """The query vector: each distinct token id with its weight (zero weights, and those under ``min_weight``, dropped)."""
     ids = np.unique(np.asarray(token_ids, np.int64))
     ids = ids[ids < weights.size]  # tokens a tokenizer added past the model's vocabulary
+    ids = ids[weights[ids] >= min_weight]
     return SparseVec.from_pairs(ids, weights[ids])
 
 
@@ -57,13 +58,14 @@ class InferenceFreeEncoder:
     def __init__(self, config: InferenceFreeConfig = InferenceFreeConfig(), device: Device = "auto"):
         from transformers import AutoTokenizer
 
-        self.name = resolve(config.model, default_splade)
+        self.name, self.recorded_model = resolve(config.model, default_splade), recorded(config.model)
         model = load_inference_free_model(self.name)
         self.documents = SpladeEncoder(SpladeConfig(model=model.document_model, doc_max_length=config.doc_max_length,
                                                     batch_size=config.batch_size), device)
         self.tokenizer = AutoTokenizer.from_pretrained(model.query_tokenizer)
         self.extra_log1p, self.doc_max_length = model.extra_log1p, config.doc_max_length
         self.query_weights, self.model_weights = config.query_weights, model.query_weights
+        self.query_min_idf = config.query_min_idf
         self.idf: np.ndarray | None = None
         self.n_docs = 0
         if self.query_weights == "model" and self.model_weights is None:
@@ -83,7 +85,7 @@ class InferenceFreeEncoder:
     def settings(self) -> dict:
         """What an index records: the document encoder, and the query weights it was built for (a corpus-IDF
         index stores the IDF; a model-weights one does not), so its searches weight queries the same way."""
-        return {"model": self.name, "doc_max_length": self.doc_max_length, "query_weights": self.query_weights}
+        return {"model": self.recorded_model, "doc_max_length": self.doc_max_length, "query_weights": self.query_weights}
 
     def encode_documents(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
         vecs = self.documents.encode_documents(texts, progress)
@@ -91,7 +93,8 @@ class InferenceFreeEncoder:
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
         weights = self.query_table()
-        return [lookup(ids, weights) for ids in self.tokenizer(list(texts), add_special_tokens=False, truncation=True)["input_ids"]]
+        floor = self.query_min_idf if self.query_weights == "corpus" else 0.0
+        return [lookup(ids, weights, floor) for ids in self.tokenizer(list(texts), add_special_tokens=False, truncation=True)["input_ids"]]
 
     def query_table(self) -> np.ndarray:
         """float32 [vocab]: the weight each query token id gets."""

@@ -71,7 +71,7 @@ class PromptRepsEncoder:
 
     def settings(self) -> dict:
         recorded = self.config.model_dump(include={"doc_template", "query_template", "doc_max_length", "query_max_length", "max_terms"})
-        return {"model": self.lm.folder, "gguf_file": self.lm.gguf_file, **recorded}
+        return self.lm.recorded() | recorded
 
     def encode(self, texts: Sequence[str], side: Side, progress: bool = False) -> Reps:
         """Both vectors of each text; the last call's result again when asked for the same texts and side."""

@@ -22,7 +22,7 @@ import torch
 
 from sprig.core.config import Device, SpladeBackbone, SpladeConfig, resolve_device
 from sprig.core.errors import SprigError
-from sprig.core.models import default_splade, resolve
+from sprig.core.models import default_splade, recorded, resolve
 from sprig.core.types import SparseVec
 from sprig.encoders.batching import length_sorted_batches
 from sprig.encoders.causal_lm import soft_cap
@@ -81,7 +81,7 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
         logits = hidden @ weight[start:stop].T  # [tokens, C]
         pooled = torch.segment_reduce(logits, "max", lengths=lengths_t, axis=0).float()  # [docs, C]
         if bias is not None:
-            pooled += bias[start:stop].float()
+            pooled = pooled + bias[start:stop].float()  # not in place: segment_reduce's backward reads its output
         out[:, start:stop] = torch.log1p(torch.relu(soft_cap(pooled, softcap)))
     return out
 
@@ -112,7 +112,7 @@ class SpladeEncoder:
     backbone: SpladeBackbone = "masked"
 
     def __init__(self, config: SpladeConfig = SpladeConfig(), device: Device = "auto"):
-        self.name = resolve(config.model, default_splade)
+        self.name, self.recorded_model = resolve(config.model, default_splade), recorded(config.model)
         self.device = resolve_device(device)
         self.tokenizer, self.model = load_masked_lm(self.name, self.device)
         self.weight, self.bias = _detach_output_projection(self.model)
@@ -128,7 +128,7 @@ class SpladeEncoder:
 
     def settings(self) -> dict:
         return {
-            "model": self.name, "doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
+            "model": self.recorded_model, "doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
             "doc_top_k": self.doc_top_k, "query_top_k": self.query_top_k, "threshold": self.threshold, "backbone": self.backbone,
         }
 
@@ -141,6 +141,10 @@ class SpladeEncoder:
     @torch.inference_mode()
     def pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch."""
+        return self.weights_with_grad(texts, max_length)
+
+    def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
+        """``pooled`` with autograd on, for the trainer (sprig.train); subclasses override this one."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(self.device)
         hidden = self.model(**batch).logits  # the identity head returns the transformed states [B, T, H]
         mask = batch["attention_mask"].bool()

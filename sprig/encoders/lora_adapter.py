@@ -1,0 +1,52 @@
+"""LoRA adapters over a causal LM, for the decoder SPLADE encoder: the folder `sprig train sparse` writes, read back.
+
+A whole SmolLM2 or Gemma checkpoint is too large to move between machines for each trained model; a LoRA adapter
+(peft, on the transformer's projections, the tied LM head frozen) is a few MB. The folder holds peft's
+``adapter_config.json`` + ``adapter_model.safetensors`` and ``sprig_base.json``: the base model as the trainer named
+it and its shape (architecture, layers, width, vocabulary). A base named at search time must have that shape; its
+path may differ (paths change between machines, shapes do not).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from sprig.core.errors import SprigError
+from sprig.encoders.causal_lm import CausalLM, load_causal_lm
+
+BASE_FILE = "sprig_base.json"
+
+
+def base_shape(lm: CausalLM) -> dict:
+    """What an adapter needs of its base: the module layout and sizes its LoRA matrices were trained against."""
+    config = lm.model.config
+    return {"model_type": config.model_type, "layers": config.num_hidden_layers, "hidden_size": config.hidden_size,
+            "vocab_size": int(lm.weight.shape[0])}
+
+
+def write_base(folder: str | Path, lm: CausalLM) -> None:
+    Path(folder, BASE_FILE).write_text(json.dumps(lm.recorded() | {"shape": base_shape(lm)}, indent=1))
+
+
+def read_base(folder: str | Path) -> dict:
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file() or not (folder / BASE_FILE).is_file():
+        raise SprigError(f"adapter '{folder}' is not a LoRA adapter folder from `sprig train sparse` "
+                         f"(expected adapter_config.json and {BASE_FILE}); train one with `sprig train sparse --student decoder`")
+    return json.loads((folder / BASE_FILE).read_text())
+
+
+def load_with_adapter(model: str | None, gguf_file: str | None, adapter: str, device: str, purpose: str) -> CausalLM:
+    """The base (``model``, or the one the adapter records when ``model`` is "default") with the adapter merged in."""
+    from peft import PeftModel
+
+    base = read_base(adapter)
+    if model in (None, "", "default"):
+        model, gguf_file = base["model"], base["gguf_file"]
+    lm = load_causal_lm(model, gguf_file, device, purpose)
+    if base_shape(lm) != base["shape"]:
+        raise SprigError(f"adapter '{adapter}' was trained on {base['model']} {base['shape']}; '{lm.name}' is {base_shape(lm)}: "
+                         "pass the adapter's base with --splade-model")
+    merged = PeftModel.from_pretrained(lm.model, adapter).merge_and_unload()  # LoRA folded into the weights: no extra cost per token
+    return replace(lm, model=merged.eval())

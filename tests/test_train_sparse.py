@@ -1,0 +1,214 @@
+"""`sprig train sparse`: the losses against plain references, a tiny real training run on scifact train queries
+(loss falls, the saved model loads through sprig and encodes as trained), a LoRA adapter round trip on a tiny random
+Llama, and the one-line errors for test splits, missing splits and adapters whose base does not match."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sprig.api.cli import main
+from sprig.core.config import (
+    InferenceFreeConfig,
+    SpladeConfig,
+    TrainConfig,
+)
+from sprig.core.errors import SprigError
+from sprig.core.models import default_splade
+from sprig.corpus.readers import read_qrels
+from sprig.train.datasets import load_judged, parse_split
+from sprig.train.losses import flops, flops_ramp, idf_penalty, info_nce, kl_distill
+from sprig.train.teachers import combine
+from tests.conftest import dataset
+
+# --- losses against plain loops ------------------------------------------------------------------
+
+
+def test_info_nce_is_minus_log_softmax_of_the_positive():
+    scores, positives = torch.randn(3, 8), torch.tensor([0, 4, 7])
+    plain = -sum(math.log(math.exp(scores[i, p]) / sum(math.exp(s) for s in scores[i])) for i, p in enumerate(positives.tolist())) / 3
+    assert float(info_nce(scores, positives)) == pytest.approx(plain, rel=1e-5)
+
+
+def test_kl_distill_is_kl_of_the_tempered_teacher_softmax():
+    student, teacher, tau = torch.randn(2, 5), torch.rand(2, 5), 0.1
+    total = 0.0
+    for s, t in zip(student.tolist(), teacher.tolist()):
+        p = [math.exp(x / tau) / sum(math.exp(y / tau) for y in t) for x in t]
+        q = [math.exp(x) / sum(math.exp(y) for y in s) for x in s]
+        total += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    assert float(kl_distill(student, teacher, tau)) == pytest.approx(total / 2, rel=1e-4)
+    assert float(kl_distill(teacher / 0.1, teacher, 0.1)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_flops_plain_and_idf_aware():
+    weights = torch.rand(4, 6)
+    means = [sum(weights[r, k].item() for r in range(4)) / 4 for k in range(6)]
+    assert float(flops(weights)) == pytest.approx(sum(m * m for m in means), rel=1e-5)
+    idf = np.array([8.0, 4.0, 0.8, 0.1, 8.0, 2.0])
+    phi = idf_penalty(idf, floor=0.05)
+    assert phi.tolist() == pytest.approx([1.0, 2.0, 10.0, 20.0, 1.0, 4.0])  # 1 / max(idf / 8, 0.05): common terms cost more
+    assert float(flops(weights, phi)) == pytest.approx(sum(p * m * m for p, m in zip(phi.tolist(), means)), rel=1e-5)
+
+
+def test_flops_weight_ramps_in_quadratically():
+    assert [flops_ramp(s, 100, 0.2) for s in (0, 10, 20, 50)] == pytest.approx([0.0, 0.25, 1.0, 1.0])
+    assert flops_ramp(1, 100, 0.0) == 1.0
+
+
+def test_teachers_are_min_max_normalised_per_query_then_averaged():
+    raw = np.array([[30.0, 0.9, 12.0], [10.0, 0.1, 12.0], [20.0, 0.5, 12.0]])  # bm25, dense, splade (splade cannot tell them apart)
+    got = combine(raw, {"bm25": 1.0, "dense": 3.0, "splade": 0.0}, ["bm25", "dense", "splade"])
+    assert got.tolist() == pytest.approx([(1 + 3 * 1) / 4, 0.0, (0.5 + 3 * 0.5) / 4])
+    with pytest.raises(SprigError, match="teacher_weights"):
+        combine(raw, {"bm25": 0.0}, ["bm25", "dense", "splade"])
+
+
+def test_batches_put_each_querys_positive_first_with_its_own_teacher_scores():
+    from sprig.train.examples import TrainingQuery, batches
+
+    queries = [TrainingQuery(f"q{i}", tuple(f"q{i}-d{j}" for j in range(5)), np.array([True, True, False, False, False]),
+                             np.array([0.9, 0.8, 0.1, 0.2, 0.3], np.float32)) for i in range(6)]
+    stream = batches(queries, TrainConfig(batch_queries=3, negatives=4), np.random.default_rng(0))
+    seen = set()
+    for _ in range(4):  # two passes over six queries
+        batch = next(stream)
+        assert len(batch.docs) == 3 * 5 and batch.teacher.shape == (3, 5)
+        for i, query in enumerate(batch.queries):
+            own = batch.docs[i * 5 : (i + 1) * 5]
+            assert all(d.startswith(query + "-") for d in own) and own[0] in (f"{query}-d0", f"{query}-d1")
+            assert batch.teacher[i, 0] >= 0.8 and np.all(batch.teacher[i, 1:] <= 0.3)  # 3 negatives drawn 4 times: with replacement
+            seen.add(query)
+    assert seen == {q.text for q in queries}
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+
+def test_test_splits_and_missing_splits_are_one_line_errors(capsys):
+    with pytest.raises(SprigError, match="reporting only"):
+        parse_split("nfcorpus:test", "train.dev_set")
+    with pytest.raises(SprigError, match="not DATASET:SPLIT"):
+        parse_split("scifact", "train.train_sets")
+    with pytest.raises(SprigError, match="no qrels for split 'dev'"):
+        load_judged(dataset("scifact").parent, "scifact:dev", "train.train_sets")
+    assert main(["train", "sparse", "--out", "/nonexistent", "--data", str(dataset("scifact").parent), "--train", "scifact:dev"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no qrels for split 'dev'" in err
+
+
+# --- a tiny real training run ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_beir(tmp_path_factory) -> Path:
+    """A BEIR folder cut from scifact train: 8 training and 6 dev queries, their judged documents and 12 others."""
+    source, root = dataset("scifact"), tmp_path_factory.mktemp("tiny-beir")
+    qrels = read_qrels(source, "train")
+    qids = list(qrels)[:14]
+    docs = {d for q in qids for d in qrels[q]}
+    with (source / "corpus.jsonl").open() as fh:
+        rows = [json.loads(line) for line in fh]
+    kept = [r for i, r in enumerate(rows) if r["_id"] in docs or i < 12]
+    folder = root / "tiny"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    queries = [json.loads(line) for line in (source / "queries.jsonl").open()]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries if q["_id"] in qids))
+    for split, chosen in (("train", qids[:8]), ("dev", qids[8:])):
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q in chosen for d, r in qrels[q].items()]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_tiny_inference_free_run_learns_and_loads_through_sprig(tiny_beir, tmp_path):
+    """`sprig train sparse` (flags + a --config file for the rest) on 8 training queries, 8 steps."""
+    from sprig.encoders.inference_free import InferenceFreeEncoder
+
+    settings = tmp_path / "train.json"
+    settings.write_text(json.dumps({"train": {"negatives": 3, "mine_depth": 8, "negatives_kept": 4, "doc_max_length": 48, "flops_warmup": 1.0}}))
+    assert main(["train", "sparse", "--out", str(tmp_path / "out"), "--data", str(tiny_beir), "--teachers", str(tmp_path / "teachers"),
+                 "--train", "tiny:train", "--dev", "tiny:dev", "--steps", "8", "--train-batch", "4", "--lr", "1e-3", "--eval-every", "4",
+                 "--device", "cpu", "--config", str(settings)]) == 0
+    report = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert report["settings"]["negatives"] == 3 and report["steps"] == 8 and len(report["curve"]) == 2
+    first, last = report["curve"][0], report["curve"][-1]
+    assert last["contrastive"] < first["contrastive"]  # the ranking loss falls (the ramped FLOPS term may rise)
+    assert json.loads((tmp_path / "teachers" / "tiny-train.json").read_text())["teachers"] == ["bm25", "dense", "splade"]
+    model = Path(report["model"])
+    assert (model / "idf.json").is_file() and (model / "model.safetensors").stat().st_size < 10_000_000  # bf16 SPLADE-tiny
+    loaded = InferenceFreeEncoder(InferenceFreeConfig(model=str(model), query_weights="model", doc_max_length=48), device="cpu")
+    original = InferenceFreeEncoder(InferenceFreeConfig(query_weights="model", model=str(_untrained_with_idf(model, tmp_path))), device="cpu")
+    text = "Vitamin D deficiency is associated with a higher risk of fractures in older adults."
+    trained_vec, untrained_vec = loaded.encode_documents([text])[0], original.encode_documents([text])[0]
+    assert len(trained_vec) > 0 and trained_vec.to_dict() != untrained_vec.to_dict()  # the weights moved, and sprig reads them
+    query = loaded.encode_queries(["vitamin d fractures"])[0]
+    assert len(query) >= 3 and np.all(query.weights > 0)
+
+
+def _untrained_with_idf(trained: Path, tmp_path: Path) -> Path:
+    """SPLADE-tiny as shipped, beside the trained model's idf.json (the same query side, untrained documents)."""
+    import shutil
+
+    folder = tmp_path / "untrained"
+    shutil.copytree(default_splade(), folder)
+    shutil.copy(trained / "idf.json", folder / "idf.json")
+    return folder
+
+
+# --- LoRA adapters on a tiny random Llama ---------------------------------------------------------
+
+
+def _tiny_llama(folder: Path, hidden: int) -> Path:
+    """A random 2-layer Llama (tied head) with SPLADE-tiny's tokenizer: no download, built from a config."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(default_splade())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_lora_adapter_round_trip_keeps_the_head_frozen(tmp_path):
+    from sprig.encoders.decoder_splade import DecoderSpladeEncoder
+    from sprig.train.examples import Batch
+    from sprig.train.loop import step_losses
+    from sprig.train.students import DecoderStudent
+
+    base = _tiny_llama(tmp_path / "base", 32)
+    config = TrainConfig(student="decoder", init=str(base), negatives=1, doc_max_length=16, query_max_length=16, lora_rank=4,
+                         lora_targets=["q_proj", "v_proj", "down_proj"], flops_doc=0.0, flops_query=0.0)
+    student = DecoderStudent(config, "cpu")
+    head_before = student.encoder.model.get_output_embeddings().weight.detach().clone()
+    texts = ["Coffee lowers the risk of type 2 diabetes.", "Smoking causes lung cancer.", "Statins lower cholesterol.", "Sleep and obesity."]
+    before = student.encoder.pooled(texts, 16)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=5e-2)
+    batch = Batch(["coffee diabetes", "smoking cancer"], texts, np.array([[1.0, 0.0], [1.0, 0.0]], np.float32))
+    for _ in range(3):
+        optimizer.zero_grad()
+        sum(step_losses(student, batch, config, None, 1.0).values()).backward()
+        optimizer.step()
+    assert all("lora_" in n for n, p in student.peft.named_parameters() if p.requires_grad)
+    assert torch.equal(student.encoder.model.get_output_embeddings().weight, head_before)  # tied head and embeddings frozen
+    student.train(False)
+    after = student.encoder.pooled(texts, 16)
+    assert not torch.allclose(before, after, atol=1e-4)  # the adapter changes the vectors
+    student.save(tmp_path / "adapter")
+
+    loaded = DecoderSpladeEncoder(SpladeConfig(backbone="causal", adapter=str(tmp_path / "adapter"), doc_top_k=0, query_top_k=0), "cpu")
+    assert loaded.settings()["model"] == str(base) and loaded.settings()["adapter"] == str(tmp_path / "adapter")
+    assert torch.allclose(loaded.pooled(texts, 16), after, atol=1e-4)  # merged into the base, as trained
+
+    other = _tiny_llama(tmp_path / "other", 64)
+    with pytest.raises(SprigError, match="was trained on") as err:
+        DecoderSpladeEncoder(SpladeConfig(backbone="causal", model=str(other), adapter=str(tmp_path / "adapter")), "cpu")
+    assert "\n" not in str(err.value)
+    with pytest.raises(SprigError, match="not a LoRA adapter folder"):
+        DecoderSpladeEncoder(SpladeConfig(backbone="causal", model=str(base), adapter=str(base)), "cpu")
