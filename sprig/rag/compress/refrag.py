@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,10 +29,7 @@ from sprig.encoders.chunk_vectors import ChunkVectorizer, PassageChunks, decoder
 from sprig.rag.compress.base import Compressed, Compressor, ContextBlock
 from sprig.rag.generator import EMBEDDED, EmbeddedPrompt, Message
 from sprig.rag.prompt import entry, rag_messages
-from sprig.rag.refrag_projector import ChunkProjector, ProjectorSpec
-
-NO_PROJECTOR = ("refrag needs a projector, and no trained projector is available yet (its training runs on a GPU and is not "
-                "done): pass one with --projector DIR or set compress.refrag.projector (SPRIG_COMPRESS__REFRAG__PROJECTOR)")
+from sprig.rag.refrag_projector import ChunkProjector, ProjectorSpec, shipped_projector
 
 
 @dataclass(frozen=True)
@@ -111,11 +108,9 @@ class RefragCompressor(Compressor):
     @classmethod
     def from_config(cls, config: RefragConfig, generator, encoder: Callable[[], object], stored: StoredChunks | None,
                     generation: GeneratorConfig) -> "RefragCompressor":
-        """Checked in the order a user fixes them: a projector is given; the index has chunk vectors for k,
-        cut by this generator's tokenizer; the projector was trained for this generator, encoder and k.
-        ``encoder`` builds the chunk encoder (the index's dense encoder), once the index checks pass."""
-        if not config.projector:
-            raise SprigError(NO_PROJECTOR)
+        """Checked in the order a user fixes them: the index has chunk vectors for k, cut by this generator's
+        tokenizer; a projector is given, or one ships for this generator, encoder and k; a given one was trained
+        for them. ``encoder`` builds the chunk encoder (the index's dense encoder), once the index checks pass."""
         k = config.chunk_tokens
         if stored is not None:
             info, rebuild = stored.info, stored.rebuild(k, generation)
@@ -127,9 +122,16 @@ class RefragCompressor(Compressor):
             if info["tokenizer"]["vocab_sha256"] != tokenizer_fingerprint(generator.tokenizer):
                 raise SprigError(f"index {stored.index_dir} cut its chunks with the tokenizer of '{info['tokenizer']['decoder']}', "
                                  f"not this generator's ('{generator.label}'): rebuild it with {rebuild}")
-        projector, chunk_encoder = ChunkProjector.load(config.projector), encoder()
+        chunk_encoder = encoder()
         hidden = int(generator.model.get_input_embeddings().weight.shape[1])
-        projector.check(ProjectorSpec(generator.label, hidden, encoder_label(chunk_encoder.name), int(chunk_encoder.dim), k), config.projector)
+        wanted = ProjectorSpec(generator.label, hidden, encoder_label(chunk_encoder.name), int(chunk_encoder.dim), k)
+        folder = config.projector or shipped_projector(wanted)
+        if folder is None:
+            raise SprigError(f"no REFRAG projector ships for decoder '{wanted.decoder}', encoder '{wanted.encoder}' and k = {k}: "
+                             f"train one (`sprig train projector --chunk-size {k}`) and pass it with --projector DIR "
+                             "(compress.refrag.projector)")
+        projector = ChunkProjector.load(folder)
+        projector.check(wanted, folder)
         return cls(generator, chunk_encoder, projector.to(generator.device), k, stored)
 
     def input_tokens(self, passages: Sequence[Hit]) -> int:
@@ -139,6 +141,16 @@ class RefragCompressor(Compressor):
     def compress(self, query: str, passages: Sequence[Hit], budget: int) -> Compressed:
         import torch
 
+        out = self.plan(query, passages, budget)
+        if out.decoder_input is None:
+            return out
+        with torch.inference_mode():
+            embeds = self.projector(torch.from_numpy(out.decoder_input.embeds).to(self.generator.device))
+        return replace(out, decoder_input=EmbeddedPrompt(out.decoder_input.ids, embeds))
+
+    def plan(self, query: str, passages: Sequence[Hit], budget: int) -> Compressed:
+        """``compress``'s result with the compressed chunks' own vectors (float32 [chunks, dim]) in place of their
+        projections: what QA fine-tuning feeds through the projector it trains."""
         input_tokens = self.input_tokens(passages)
         passages = [p for p in passages if p.text.strip()]
         if not passages:
@@ -150,10 +162,9 @@ class RefragCompressor(Compressor):
         question = self.encoder.encode_queries([query])[0]
         scores = _unit(vectors) @ (question / max(float(np.linalg.norm(question)), 1e-12))
         expanded = expand_by_similarity(scores, tokens, budget)
-        with torch.inference_mode():
-            embeds = self.projector(torch.from_numpy(vectors[~expanded]).to(self.generator.device))
         blocks = [ContextBlock(p.text, [p.passage_id], p.title) for p in passages]
-        prompt = embedded_prompt(self.generator.tokenizer, rag_messages(query, blocks), blocks, [s for s, _ in cut], expanded, embeds)
+        prompt = embedded_prompt(self.generator.tokenizer, rag_messages(query, blocks), blocks, [s for s, _ in cut], expanded,
+                                 vectors[~expanded])
         positions = int((~expanded).sum() + tokens[expanded].sum())
         info = {"chunk_tokens": self.k, "chunks": len(tokens), "expanded_chunks": int(expanded.sum()), "expanded_tokens": int(tokens[expanded].sum()),
                 "best_chunk_score": float(scores.max()), "passages_with_stored_chunks": from_index}
