@@ -1,5 +1,6 @@
-"""The FastAPI app factory. The lifespan opens the index and loads the generator once; routes reach
-them through the dependencies in ``sprig.api.deps``. Routers are registered here, one line each."""
+"""The FastAPI app factory. The lifespan opens the index, loads the generator once and puts the query
+encoders behind micro-batchers (sprig.api.batching); routes reach them through the dependencies in
+``sprig.api.deps``. Routers are registered here, one line each."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 import sprig
+from sprig.api.batching import query_batching
 from sprig.api.limits import BodyLimitMiddleware
 from sprig.api.metrics import Metrics, MetricsMiddleware
 from sprig.api.openapi import served_openapi
@@ -44,7 +46,8 @@ def create_app(index_dir: str | Path | None = None, config: SprigConfig | None =
         app.state.searcher = searcher if searcher is not None else Searcher(index_dir, config, writable=True)
         app.state.answerer = Answerer.from_config(config, app.state.searcher)
         log.info("serving %s: %d passages, modes %s", app.state.searcher.dir, len(app.state.searcher.store), ", ".join(app.state.searcher.modes))
-        yield
+        async with query_batching(app.state.searcher.encoders, config.server):  # /search, /answer and chat retrieval alike
+            yield
         if searcher is None:
             app.state.searcher.close()
 
@@ -56,7 +59,7 @@ def create_app(index_dir: str | Path | None = None, config: SprigConfig | None =
 
     @app.exception_handler(SprigError)
     async def user_error(request: Request, exc: SprigError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:

@@ -2,7 +2,8 @@
 config), the API-key guard, and request checks against the configurable ``ServerConfig`` limits.
 
 The schemas reject what no configuration would accept; the limits a user can change are checked here,
-each with a one-line 422 that names its setting.
+each with a one-line 422 that names its setting. The dependencies are ``async def``: none of them blocks,
+and FastAPI runs a plain ``def`` one in its thread pool, a round trip per dependency per request.
 """
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ from sprig.rag.answer import Answerer
 from sprig.retriever.searcher import Searcher
 
 
-def get_searcher(request: Request) -> Searcher:
+async def get_searcher(request: Request) -> Searcher:
     return request.app.state.searcher
 
 
-def get_answerer(request: Request) -> Answerer:
+async def get_answerer(request: Request) -> Answerer:
     return request.app.state.answerer
 
 
-def get_config(request: Request) -> SprigConfig:
+async def get_config(request: Request) -> SprigConfig:
     return request.app.state.config
 
 
@@ -35,7 +36,7 @@ AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 ConfigDep = Annotated[SprigConfig, Depends(get_config)]
 
 
-def require_api_key(config: ConfigDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def require_api_key(config: ConfigDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
     """Write endpoints need header ``X-API-Key`` when ``server.api_key`` is configured."""
     expected = config.server.api_key
     if expected is None:
@@ -61,7 +62,7 @@ def checked_text(text: str, what: str, max_chars: int) -> str:
     return text
 
 
-def checked_search(body: SearchRequest, config: ConfigDep) -> SearchRequest:
+async def checked_search(body: SearchRequest, config: ConfigDep) -> SearchRequest:
     limits = config.server
     query = checked_text(body.query, "query", limits.max_query_chars)
     if body.k > limits.max_k:
@@ -75,12 +76,12 @@ def checked_tokens(requested: int | None, limit: int) -> None:
         raise unprocessable(f"{requested} new tokens asked; the limit is {limit} (server.max_new_tokens)")
 
 
-def checked_answer(body: AnswerRequest, config: ConfigDep) -> AnswerRequest:
+async def checked_answer(body: AnswerRequest, config: ConfigDep) -> AnswerRequest:
     checked_tokens(body.max_new_tokens, config.server.max_new_tokens)
     return body.model_copy(update={"question": checked_text(body.question, "the question", config.server.max_query_chars)})
 
 
-def chat_question(body: ChatCompletionRequest, config: ConfigDep) -> str:
+async def chat_question(body: ChatCompletionRequest, config: ConfigDep) -> str:
     """The last user message's text: the question a chat request asks."""
     for requested in (body.max_tokens, body.max_completion_tokens):
         checked_tokens(requested, config.server.max_new_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from sprig.api.deps import ConfigDep, SearchBody, SearcherDep
 from sprig.api.schemas import SearchHit, SearchResponse, errors
@@ -20,9 +21,11 @@ def snippet(text: str, limit: int) -> str:
 
 
 @router.post("/search", response_model=SearchResponse, responses=errors(400, 413, 422))
-def search(body: SearchBody, searcher: SearcherDep, config: ConfigDep) -> SearchResponse:
+async def search(body: SearchBody, searcher: SearcherDep, config: ConfigDep) -> SearchResponse:
+    # Only the search runs in a worker thread (it blocks: query encoding, index reads); the checks and the
+    # response's validation stay on the event loop, which saves thread round trips per request.
     start = time.perf_counter()
-    hits = searcher.search(body.query, body.k, body.mode, body.weights, body.fusion, body.explain)
+    hits = await run_in_threadpool(searcher.search, body.query, body.k, body.mode, body.weights, body.fusion, body.explain)
     took = (time.perf_counter() - start) * 1000
     data = [
         SearchHit(id=h.passage_id, doc_id=h.doc_id, rank=h.rank, score=h.score, title=h.title,
