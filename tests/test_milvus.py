@@ -45,6 +45,38 @@ def test_cli_index_into_milvus_lite_then_search(tmp_path, capsys):
     assert [h["id"] for h in lines][:1] == ["d7"] and lines[0]["explain"]["terms"]["bm25"]
 
 
+def test_unreachable_server_and_missing_collection_are_one_line_exit_2(tmp_path, capsys):
+    from sprig.api.cli import main
+
+    for location, expected in (("http://127.0.0.1:9/docs", "no Milvus answers at http://127.0.0.1:9"),
+                               (f"{tmp_path / 'empty.db'}#docs", "no sprig collection 'docs'")):
+        assert main(["search", location, "lung cancer"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_failed_export_leaves_the_previous_collection_serving(tiny_index, tmp_path, monkeypatch):
+    from sprig.index.milvus import MilvusIndex
+    from sprig.indexer.export import export_index
+
+    target = f"{tmp_path / 'x.db'}#tiny"
+    assert export_index(tiny_index.index_dir, target) == 12
+
+    def dies(self, *args, **kwargs):
+        raise OSError("killed mid-export")
+
+    monkeypatch.setattr(MilvusIndex, "add", dies)
+    with pytest.raises(OSError):
+        export_index(tiny_index.index_dir, target)
+    monkeypatch.undo()
+    searcher = Searcher(target, SprigConfig(device="cpu"))
+    try:
+        assert len(searcher.store) == 12 and searcher.search("lung cancer", 3, "bm25")
+    finally:
+        searcher.close()
+    assert export_index(tiny_index.index_dir, target) == 12  # the next export replaces the stale staging collection
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A 200-document SciFact slice indexed natively (SPLADE, BM25, flat dense), exported to milvus-lite; 20 queries."""

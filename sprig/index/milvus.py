@@ -45,8 +45,10 @@ _ROW = "row"
 _TEXT = ("passage_id", "doc_id", "title", "text", "metadata")
 _NO_TERMS = 2**32 - 2  # Milvus refuses an empty sparse vector: a passage with no terms gets this id, which no query has
 _META_SUFFIX, _CHUNK = "_sprig", 60_000  # meta values are VARCHAR(65535); files go in base64 chunks
+_STAGING = "_building"  # a collection is exported under this suffix and renamed into place once complete
 _MAX_TEXT = 65_535
 _SPARSE_SEARCH = {"metric_type": "IP", "params": {"drop_ratio_search": 0.0}}
+CONNECT_TIMEOUT_S = 10  # how long an unreachable server may take to say so
 CONSISTENCY = "Strong"  # a search waits for every earlier write: POST /documents is visible to the next /search
 
 
@@ -70,8 +72,13 @@ def _from_milvus(found: Mapping[int, float]) -> SparseVec:
 
 def _client(where: MilvusLocation):
     from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
 
-    return MilvusClient(where.uri)
+    try:
+        return MilvusClient(where.uri, timeout=CONNECT_TIMEOUT_S)
+    except MilvusException as exc:
+        raise SprigError(f"{where}: no Milvus answers at {where.uri} ({getattr(exc, 'message', exc)}); expected a running Milvus "
+                         "server (http://HOST:PORT/COLLECTION) or a milvus-lite file (FILE.db#COLLECTION)") from None
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,19 @@ class MilvusIndex:
 
     def __len__(self) -> int:
         return len(self.store)
+
+    @staticmethod
+    def staging(where: MilvusLocation) -> MilvusLocation:
+        """Where an export into ``where`` writes until ``publish``: a half-done export never replaces a good collection."""
+        return MilvusLocation(where.uri, where.collection + _STAGING)
+
+    def publish(self, where: MilvusLocation) -> None:
+        """Rename this complete staging collection (and its meta) to ``where``'s name, dropping what was there.
+        Milvus has no atomic swap: between the drop and the rename (milliseconds) the name does not resolve."""
+        for suffix in ("", _META_SUFFIX):
+            if self.client.has_collection(where.collection + suffix):
+                self.client.drop_collection(where.collection + suffix)
+            self.client.rename_collection(self.collection + suffix, where.collection + suffix)
 
     def close(self) -> None:
         self.client.close()

@@ -18,8 +18,8 @@ _DROPPED = ("checksums", "features", "sentence_vectors", "chunk_vectors", "idf",
 
 
 def export_index(source: str | Path, target: str, progress: bool = False) -> int:
-    """Copy the native index at ``source`` into the Milvus location ``target`` (replacing that collection);
-    returns the number of passages."""
+    """Copy the native index at ``source`` into the Milvus location ``target`` (replacing that collection once the
+    copy is complete: it is written under a staging name first); returns the number of passages."""
     where = parse_location(target)
     if not isinstance(where, MilvusLocation):
         raise SprigError(f"{target}: not a Milvus location (http://HOST:PORT/COLLECTION, or a milvus-lite FILE.db[#COLLECTION])")
@@ -29,7 +29,7 @@ def export_index(source: str | Path, target: str, progress: bool = False) -> int
     manifest |= {"sparse": {name: {} for name in native.sparse}, "next_row": native.store.max_row() + 1, "exported_from": str(native.dir)}
     if native.dense is not None:
         manifest["dense"] = {"milvus": "FLAT, inner product", "dim": native.dense.dim}
-    milvus = MilvusIndex.create(where, manifest, native.dir, state, native.dense.dim if native.dense is not None else None)
+    milvus = MilvusIndex.create(MilvusIndex.staging(where), manifest, native.dir, state, native.dense.dim if native.dense is not None else None)
     passages = list(native.store.iter_rows())
     try:
         for start in tqdm(range(0, len(passages), BATCH), desc="export", unit="batch", disable=not progress):
@@ -38,6 +38,7 @@ def export_index(source: str | Path, target: str, progress: bool = False) -> int
             sparse = {name: [vecs[r] for r in rows] for name in native.sparse for vecs in [native.store.vectors(name, rows)]}
             dense = native.dense.vectors(rows) if native.dense is not None else None
             milvus.add(batch, sparse, dense, rows=rows)
+        milvus.publish(where)
         return len(passages)
     finally:
         milvus.close()
