@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,11 @@ def test_lora_adapter_round_trip_keeps_the_head_frozen(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(SprigError, match="not a LoRA adapter folder"):
         DecoderSpladeEncoder(SpladeConfig(backbone="causal", model=str(base), adapter=str(base)), "cpu")
+
+
+def test_missing_peft_is_a_one_line_error_naming_the_extra(monkeypatch):
+    from sprig.encoders.lora_adapter import require_peft
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # what an install without the `train` extra sees
+    with pytest.raises(SprigError, match=r"--adapter needs peft .*sprig\[train\]"):
+        require_peft("--adapter")

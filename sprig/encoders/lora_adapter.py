@@ -37,10 +37,18 @@ def read_base(folder: str | Path) -> dict:
     return json.loads((folder / BASE_FILE).read_text())
 
 
+def require_peft(option: str):
+    """The peft module, or a one-line error naming the option that needs it and the extra that installs it."""
+    try:
+        import peft
+    except ImportError:
+        raise SprigError(f"{option} needs peft (LoRA adapters): pip install 'sprig[train]'") from None
+    return peft
+
+
 def load_with_adapter(model: str | None, gguf_file: str | None, adapter: str, device: str, purpose: str) -> CausalLM:
     """The base (``model``, or the one the adapter records when ``model`` is "default") with the adapter merged in."""
-    from peft import PeftModel
-
+    PeftModel = require_peft("--adapter").PeftModel
     base = read_base(adapter)
     if model in (None, "", "default"):
         model, gguf_file = base["model"], base["gguf_file"]

@@ -26,7 +26,7 @@ from sprig.core.types import SparseVec
 from sprig.encoders.bm25 import lucene_idf
 from sprig.encoders.decoder_splade import DecoderSpladeEncoder
 from sprig.encoders.inference_free import document_frequencies, lookup
-from sprig.encoders.lora_adapter import write_base
+from sprig.encoders.lora_adapter import require_peft, write_base
 from sprig.encoders.splade import SpladeEncoder
 
 
@@ -125,7 +125,8 @@ class DecoderStudent(SiameseStudent):
     """Echo SPLADE over a causal LM; LoRA adapters on ``config.lora_targets`` are the only trained weights."""
 
     def __init__(self, config: TrainConfig, device: str):
-        from peft import LoraConfig, get_peft_model
+        peft = require_peft("--student decoder")
+        LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
 
         splade = SpladeConfig(model=config.init, gguf_file=config.gguf_file, backbone="causal", doc_max_length=config.doc_max_length,
                               query_max_length=config.query_max_length)
@@ -144,7 +145,7 @@ class DecoderStudent(SiameseStudent):
         self.peft.train(mode)
 
     def state(self) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
+        from peft import get_peft_model_state_dict  # present: the constructor required it
 
         return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(self.peft).items()}
 
