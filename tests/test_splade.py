@@ -47,6 +47,19 @@ def test_vectors_equal_sentence_transformers_sparse_encoder(splade_encoder, scif
     assert (ours > 0).sum(1).mean() > 100  # real expansion, not an empty encoder
 
 
+def test_bfloat16_cpu_head_stays_within_a_percent_of_float32(splade_encoder, scifact_docs):
+    """The bf16 head (an option, recorded by the index) changes weights by rounding only: the same terms almost
+    everywhere, every weight within 2% of the largest."""
+    fast = SpladeEncoder(SpladeConfig(batch_size=16, doc_max_length=128, cpu_head="bfloat16"), device="cpu")
+    exact = SpladeEncoder(SpladeConfig(batch_size=16, doc_max_length=128), device="cpu")
+    texts = [f"{d.title} {d.text}" for d in scifact_docs[:16]]
+    a, b = (densify(e.encode_documents(texts), e.vocab_size) for e in (exact, fast))
+    assert fast.weight.dtype == torch.bfloat16 and fast.settings()["cpu_head"] == "bfloat16"
+    assert np.abs(a - b).max() < 0.02 * a.max()
+    jaccard = ((a > 0) & (b > 0)).sum() / ((a > 0) | (b > 0)).sum()
+    assert jaccard > 0.98
+
+
 def test_queries_truncate_at_query_max_length(splade_encoder):
     long_query = " ".join(["protein"] * 50 + ["zebrafish"] * 400)
     short = SpladeEncoder(SpladeConfig(query_max_length=32), device="cpu")

@@ -29,6 +29,7 @@ SparseSearchMode = Literal["exact", "approx"]  # the sparse engine's top-k
 CorpusFormat = Literal["auto", "beir", "jsonl", "text"]  # what `sprig index` reads; auto detects
 QueryWeights = Literal["corpus", "model"]  # inference-free query term weights: corpus IDF, or those shipped with the model
 SpladeBackbone = Literal["auto", "masked", "causal"]  # the LM a SPLADE head reads; auto: from the model's config
+HeadPrecision = Literal["float32", "bfloat16"]  # the SPLADE head's matrix product on CPU (CUDA runs bf16 throughout)
 TrainStudent = Literal["inference-free", "siamese", "decoder"]  # what `sprig train sparse` trains (sprig/train/students.py)
 FlopsKind = Literal["plain", "idf"]  # the trainer's sparsity regulariser: uniform FLOPS, or IDF-aware (sprig/train/losses.py)
 TeacherKind = Literal["bm25", "dense", "splade"]  # the distillation teachers (sprig/train/teachers.py)
@@ -69,6 +70,9 @@ class SpladeConfig(BaseModel):
     # are echo input (every pooled token has seen the whole text), one slot a plain single pass.
     causal_template: str = "Rewrite the passage:\n{text}\nRewritten passage:\n{text}"
     adapter: str | None = None  # causal backbone: a LoRA adapter folder from `sprig train sparse` (it records its base model)
+    # bfloat16: the vocabulary projection (nearly all of SPLADE-tiny's cost) on a CPU's bf16 units (AMX, AVX512-BF16);
+    # recorded by an index, so its queries use the same. docs/benchmarks/splade-encoding.md has the speed and differences.
+    cpu_head: HeadPrecision = "float32"
 
     def top_k(self, backbone: SpladeBackbone) -> tuple[int, int]:
         """(document, query) top-k as set, else all weights for a masked LM and 512 / 64 for a causal one. An

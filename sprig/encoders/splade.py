@@ -78,7 +78,7 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
     out = torch.empty(len(lengths), weight.shape[0], dtype=torch.float32, device=hidden.device)
     for start in range(0, weight.shape[0], vocab_chunk):
         stop = min(start + vocab_chunk, weight.shape[0])
-        logits = hidden @ weight[start:stop].T  # [tokens, C]
+        logits = hidden.to(weight.dtype) @ weight[start:stop].T  # [tokens, C], in the head's precision
         pooled = torch.segment_reduce(logits, "max", lengths=lengths_t, axis=0).float()  # [docs, C]
         if bias is not None:
             pooled = pooled + bias[start:stop].float()  # not in place: segment_reduce's backward reads its output
@@ -125,11 +125,15 @@ class SpladeEncoder:
         self.batch_size, self.vocab_chunk = config.batch_size, config.vocab_chunk
         (self.doc_top_k, self.query_top_k), self.threshold = config.top_k(self.backbone), config.threshold
         self.vocab_size, self.vocab = len(vocab), vocab
+        self.cpu_head = config.cpu_head
+        if self.device == "cpu" and self.cpu_head == "bfloat16":
+            self.weight = self.weight.to(torch.bfloat16)  # the bias stays float32: splade_pool adds it after the max
 
     def settings(self) -> dict:
         return {
             "model": self.recorded_model, "doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
             "doc_top_k": self.doc_top_k, "query_top_k": self.query_top_k, "threshold": self.threshold, "backbone": self.backbone,
+            "cpu_head": self.cpu_head,
         }
 
     def encode_documents(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
