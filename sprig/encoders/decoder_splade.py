@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from sprig.core.config import Device, SpladeConfig, resolve_device
+from sprig.core.models import is_default
 from sprig.encoders.causal_lm import is_causal, load_causal_lm
 from sprig.encoders.lora_adapter import load_with_adapter
 from sprig.encoders.splade import SpladeEncoder, splade_pool
@@ -65,6 +66,6 @@ class DecoderSpladeEncoder(SpladeEncoder):
 
 def splade_encoder(config: SpladeConfig, device: Device = "auto") -> SpladeEncoder:
     """The ``splade`` kind's encoder for ``config.backbone``; auto reads the checkpoint ("default" is SPLADE-tiny)."""
-    causal = config.backbone == "causal" or (config.backbone == "auto" and (config.adapter is not None or config.model not in ("", "default")
+    causal = config.backbone == "causal" or (config.backbone == "auto" and (config.adapter is not None or not is_default(config.model)
                                                                         and is_causal(config.model, config.gguf_file)))
     return DecoderSpladeEncoder(config, device) if causal else SpladeEncoder(config, device)

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sprig.core.errors import SprigError
+from sprig.core.models import is_default
 from sprig.encoders.causal_lm import CausalLM, load_causal_lm
 
 BASE_FILE = "sprig_base.json"
@@ -50,7 +51,7 @@ def load_with_adapter(model: str | None, gguf_file: str | None, adapter: str, de
     """The base (``model``, or the one the adapter records when ``model`` is "default") with the adapter merged in."""
     PeftModel = require_peft("--adapter").PeftModel
     base = read_base(adapter)
-    if model in (None, "", "default"):
+    if is_default(model):
         model, gguf_file = base["model"], base["gguf_file"]
     lm = load_causal_lm(model, gguf_file, device, purpose)
     if base_shape(lm) != base["shape"]:

@@ -25,8 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sprig.core.errors import SprigError
-from sprig.core.models import default_generator
-from sprig.encoders.causal_lm import dequantised
+from sprig.encoders.causal_lm import dequantised, locate
 from sprig.encoders.chunk_vectors import decoder_label
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
@@ -79,9 +78,7 @@ class Generator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if model in (None, "", "default"):
-            model, default_gguf = default_generator()
-            gguf_file = gguf_file or default_gguf
+        model, gguf_file = locate(model, gguf_file)  # "default", or a path to a .gguf file, -> folder and file
         self.name = f"{model}/{gguf_file}" if gguf_file else model
         self.label = decoder_label(model, gguf_file)  # the same on every machine: what a REFRAG projector records
         path = dequantised(model, gguf_file) if gguf_file else model

@@ -57,19 +57,20 @@ def cached_teachers(judged: Judged, folder: Path, train: TrainConfig, device: De
         if cached.get("settings") == settings:
             return cached
         log.info("%s was mined with other settings: recomputing", path)
+    bm25 = make_encoder("bm25", config).fit(judged.docs.values())  # one fit serves the mining and the BM25 teacher
     data = {"dataset": judged.name, "split": judged.split, "teachers": list(TEACHERS), "settings": settings,
             "normalisation": "per-query min-max over the candidates, then the weighted mean (sprig.train.teachers.combine)",
-            "queries": score_candidates(judged, mine_candidates(judged, config), config)}
+            "queries": score_candidates(judged, mine_candidates(judged, config, bm25), config, bm25)}
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(data))
     return data
 
 
-def mine_candidates(judged: Judged, config: SprigConfig) -> list[dict]:
-    """[{"id", "docs", "positive"}] per judged query with a positive in the corpus."""
+def mine_candidates(judged: Judged, config: SprigConfig, bm25_encoder) -> list[dict]:
+    """[{"id", "docs", "positive"}] per judged query with a positive in the corpus; ``bm25_encoder`` is fitted on it."""
     t = config.train
     doc_ids = list(judged.docs)
-    bm25 = SparseBruteForce(make_encoder("bm25", config).fit(judged.docs.values()))
+    bm25 = SparseBruteForce(bm25_encoder)
     bm25.index(list(judged.docs.values()))
     qids = [q for q in judged.qrels if q in judged.queries]
     hits = bm25.search([judged.queries[q] for q in qids], t.mine_depth)
@@ -84,13 +85,12 @@ def mine_candidates(judged: Judged, config: SprigConfig) -> list[dict]:
     return out
 
 
-def score_candidates(judged: Judged, candidates: list[dict], config: SprigConfig) -> list[dict]:
-    """Adds "scores": [[bm25, dense, splade] per candidate] to each query's candidates."""
+def score_candidates(judged: Judged, candidates: list[dict], config: SprigConfig, bm25_encoder) -> list[dict]:
+    """Adds "scores": [[bm25, dense, splade] per candidate] to each query's candidates (BM25: the fitted ``bm25_encoder``)."""
     needed = sorted({d for c in candidates for d in c["docs"]})
     row = {d: i for i, d in enumerate(needed)}
     texts, queries = [judged.docs[d] for d in needed], [judged.queries[c["id"]] for c in candidates]
-    encoders = {name: make_encoder(name, config) for name in TEACHERS}  # all loaded before the long encoding starts
-    encoders["bm25"].fit(judged.docs.values())
+    encoders = {name: bm25_encoder if name == "bm25" else make_encoder(name, config) for name in TEACHERS}  # loaded before encoding
     per_teacher = []
     for encoder in tqdm(encoders.values(), desc=f"teachers {judged.name}-{judged.split}", unit="teacher"):
         docs, qs = encoder.encode_documents(texts, progress=True), encoder.encode_queries(queries, progress=True)

@@ -102,28 +102,31 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def floor_sweep(data: Path, index: Path, split: str, floors: list[float]) -> list[dict]:
-    """nDCG@10, R@100 and postings per query of inference-free search at each query weight floor, on ``split``'s qrels."""
-    import tempfile
-
+    """nDCG@10, R@100 and postings per query of inference-free search at each query IDF floor, on ``split``'s qrels.
+    One searcher serves every floor: the floor is a query-side setting, so only the encoder's attribute changes."""
     from sprig.core.config import SprigConfig
     from sprig.corpus.readers import read_qrels, read_queries
-    from sprig.eval.beir import run_beir
+    from sprig.eval.metrics import evaluate
     from sprig.retriever.searcher import Searcher
 
-    queries_by_id = read_queries(data)
-    queries = [queries_by_id[q] for q in read_qrels(data, split) if q in queries_by_id]
+    qrels, queries_by_id = read_qrels(data, split), read_queries(data)
+    qids = [q for q in qrels if q in queries_by_id]
+    texts = [queries_by_id[q] for q in qids]
+    searcher = Searcher(index, SprigConfig(device="cpu"))
+    encoder = searcher.encoders["inference-free"]
     rows = []
-    for floor in floors:
-        config = SprigConfig(device="cpu", inference_free={"query_min_idf": floor})
-        with tempfile.TemporaryDirectory() as out:
-            report = run_beir(data, "inference-free", out, config, split=split, hits=100, progress=False, index=index)
-        searcher = Searcher(index, config)
-        postings = postings_per_query(searcher, "inference-free", queries)
-        terms = np.mean([len(v) for v in searcher.encoders["inference-free"].encode_queries(queries)])
+    try:
+        for floor in floors:
+            encoder.query_min_idf = floor
+            hits = searcher.search_batch(texts, 100, "inference-free", explain=False)
+            metrics = evaluate({q: {h.doc_id: h.score for h in found} for q, found in zip(qids, hits)}, qrels)
+            terms = np.mean([len(v) for v in encoder.encode_queries(texts)])
+            rows.append({"floor": floor, "nDCG@10": round(metrics["nDCG@10"], 4), "R@100": round(metrics["R@100"], 4),
+                         "postings_mean": round(float(postings_per_query(searcher, "inference-free", texts).mean()), 1),
+                         "query_terms_mean": round(float(terms), 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
         searcher.close()
-        rows.append({"floor": floor, "nDCG@10": round(float(report["nDCG@10"]), 4), "R@100": round(float(report["R@100"]), 4),
-                     "postings_mean": round(float(postings.mean()), 1), "query_terms_mean": round(float(terms), 2)})
-        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
