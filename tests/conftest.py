@@ -21,7 +21,7 @@ def splade_encoder():
     from sprig.core.config import SpladeConfig
     from sprig.encoders.splade import SpladeEncoder
 
-    return SpladeEncoder(SpladeConfig(batch_size=16), device="cpu")
+    return SpladeEncoder(SpladeConfig(batch_size=16, cpu_head="float32"), device="cpu")  # the exact path: tests compare to references
 
 
 @pytest.fixture(scope="session")

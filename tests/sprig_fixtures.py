@@ -30,5 +30,7 @@ def write_corpus(path: Path) -> Path:
 
 
 def tiny_config(**index) -> SprigConfig:
-    """Short SPLADE inputs and small shards keep the build fast and multi-shard."""
-    return SprigConfig(device="cpu", splade={"doc_max_length": 64, "batch_size": 8}, index={"shard_size": 5, **index})
+    """Short SPLADE inputs and small shards keep the build fast and multi-shard; sentence vectors on (off by
+    default), so builds, resumes and faults cover every part an index can hold."""
+    return SprigConfig(device="cpu", splade={"doc_max_length": 64, "batch_size": 8},
+                       index={"shard_size": 5, "sentence_vectors": True, **index})

@@ -12,6 +12,7 @@ import torch
 from sprig.core.config import InferenceFreeConfig
 from sprig.core.errors import SprigError
 from sprig.core.models import default_splade
+from sprig.core.types import to_csr
 from sprig.encoders.inference_free import (
     InferenceFreeEncoder,
     document_frequencies,
@@ -76,24 +77,17 @@ def router_model(path, activation: str, max_length: int = 32):
     return path
 
 
-def _dense(vecs, dim: int) -> np.ndarray:
-    out = np.zeros((len(vecs), dim), np.float32)
-    for i, v in enumerate(vecs):
-        out[i, v.term_ids] = v.weights
-    return out
-
-
 @pytest.mark.parametrize("activation", ["relu", "log1p_relu"])
 def test_router_model_encodes_as_sentence_transformers(tmp_path, activation):
     from sentence_transformers.sparse_encoder import SparseEncoder
 
     path = router_model(tmp_path / "router", activation)
-    ours = InferenceFreeEncoder(InferenceFreeConfig(model=str(path), doc_max_length=32, query_weights="model", batch_size=2), device="cpu")
+    ours = InferenceFreeEncoder(InferenceFreeConfig(model=str(path), doc_max_length=32, query_weights="model", batch_size=2, cpu_head="float32"), device="cpu")
     reference = SparseEncoder(str(path), device="cpu")
     for mine, theirs in [(ours.encode_documents(TEXTS), reference.encode_document(TEXTS, batch_size=2)),
                          (ours.encode_queries(QUERIES), reference.encode_query(QUERIES))]:
         expected = theirs.to_dense().numpy()
-        got = _dense(mine, ours.vocab_size)
+        got = to_csr(mine, ours.vocab_size).toarray()
         assert [v.term_ids.tolist() for v in mine] == [np.flatnonzero(row).tolist() for row in expected]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert len(ours.encode_queries(QUERIES)[0]) > 1 and len(ours.encode_documents(TEXTS)[0]) > 20  # real weights and real expansion

@@ -88,7 +88,9 @@ def test_index_stores_the_chunk_vectors_the_compressor_would_encode(indexes, doc
             assert set(stored) == {d["_id"] for d in docs}
             for d, (spans, vectors) in zip(docs, fresh[k]):
                 assert np.array_equal(stored[d["_id"]][0], spans) and stored[d["_id"]][1].dtype == np.float16
-                np.testing.assert_allclose(stored[d["_id"]][1].astype(np.float32), vectors.astype(np.float32), atol=2e-3)
+                # float16 storage, and bfloat16 document encoding (dense.cpu_dtype auto) whose rounding follows the
+                # batch's padded shape: a rare element moves by ~2.5e-3 between the index's batches and these
+                np.testing.assert_allclose(stored[d["_id"]][1].astype(np.float32), vectors.astype(np.float32), atol=5e-3)
         assert store.chunk_vectors(32, [docs[0]["_id"]]) == {}
     shutil.copytree(indexes["chunks"], tmp_path / "idx")
     index = Index(tmp_path / "idx", writable=True)

@@ -29,7 +29,7 @@ SparseSearchMode = Literal["exact", "approx"]  # the sparse engine's top-k
 CorpusFormat = Literal["auto", "beir", "jsonl", "text"]  # what `sprig index` reads; auto detects
 QueryWeights = Literal["corpus", "model"]  # inference-free query term weights: corpus IDF, or those shipped with the model
 SpladeBackbone = Literal["auto", "masked", "causal"]  # the LM a SPLADE head reads; auto: from the model's config
-HeadPrecision = Literal["float32", "bfloat16"]  # the SPLADE head's matrix product on CPU (CUDA runs bf16 throughout)
+HeadPrecision = Literal["auto", "float32", "bfloat16"]  # CPU matrix products (CUDA runs bf16 throughout); auto: see SpladeConfig.cpu_head
 TrainStudent = Literal["inference-free", "siamese", "decoder"]  # what `sprig train sparse` trains (sprig/train/students.py)
 FlopsKind = Literal["plain", "idf"]  # the trainer's sparsity regulariser: uniform FLOPS, or IDF-aware (sprig/train/losses.py)
 TeacherKind = Literal["bm25", "dense", "splade"]  # the distillation teachers (sprig/train/teachers.py)
@@ -70,9 +70,10 @@ class SpladeConfig(BaseModel):
     # are echo input (every pooled token has seen the whole text), one slot a plain single pass.
     causal_template: str = "Rewrite the passage:\n{text}\nRewritten passage:\n{text}"
     adapter: str | None = None  # causal backbone: a LoRA adapter folder from `sprig train sparse` (it records its base model)
-    # bfloat16: the vocabulary projection (nearly all of SPLADE-tiny's cost) on a CPU's bf16 units (AMX, AVX512-BF16);
-    # recorded by an index, so its queries use the same. docs/benchmarks/splade-encoding.md has the speed and differences.
-    cpu_head: HeadPrecision = "float32"
+    # bfloat16: the vocabulary projection (nearly all of SPLADE-tiny's cost) on a CPU's bf16 units (AMX, AVX512-BF16),
+    # documents and queries; auto: documents only, where the CPU has them (queries float32); float32: the exact path.
+    # Recorded by an index (with what auto resolved to). docs/benchmarks/encoding.md has the speed and differences.
+    cpu_head: HeadPrecision = "auto"
 
     def top_k(self, backbone: SpladeBackbone) -> tuple[int, int]:
         """(document, query) top-k as set, else all weights for a masked LM and 512 / 64 for a causal one. An
@@ -97,7 +98,11 @@ class InferenceFreeConfig(BaseModel):
     # shipped. 1.0: the largest floor within 0.001 nDCG@10 of 0 on both scifact train and nfcorpus dev (-28% / -20%
     # postings; docs/benchmarks/inference-free.md).
     query_min_idf: float = Field(1.0, ge=0)
+    # Space-separated query pieces whose token ids are memoised (BERT-style tokenizers; sprig/encoders/query_tokens.py),
+    # as BM25's stemmer memoises words: a seen piece costs a dict lookup instead of a tokenizer call. 0: off.
+    query_cache: int = Field(16384, ge=0)
     batch_size: int = Field(32, ge=1)
+    cpu_head: HeadPrecision = "auto"  # the document encoder's vocabulary projection on CPU, as splade.cpu_head
 
 
 class BM25Config(BaseModel):
@@ -108,7 +113,11 @@ class BM25Config(BaseModel):
 class DenseConfig(BaseModel):
     model: str = "default"  # sentence-transformers folder or HF id; "default" = all-MiniLM-L6-v2 wheel; "promptreps" = PromptReps' dense half
     max_length: int = Field(256, ge=8, le=8192)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)  # CPU: 16 beat 64 by ~8% of a SciFact build (docs/benchmarks/encoding.md); on CUDA set a larger one
+    # The model's precision on CPU: bfloat16 for documents and queries; auto: documents (and sentences) only, where the
+    # CPU has bf16 units (2x, cosine to float32 >= 0.99989 on scifact; docs/benchmarks/encoding.md), queries float32;
+    # float32: the exact path. Recorded by an index (with what auto resolved to).
+    cpu_dtype: HeadPrecision = "auto"
 
 
 class PromptRepsConfig(BaseModel):
@@ -141,7 +150,11 @@ class IndexConfig(BaseModel):
 
     sparse: SparseChoice = "both"
     dense: bool = True  # the model is DenseConfig.model
-    sentence_vectors: bool = True  # with dense: store each passage's sentence embeddings for recomp-extractive
+    # With dense: store each passage's sentence embeddings for recomp-extractive, which otherwise encodes the retrieved
+    # passages' sentences per request (~0.2 s a question on 2 CPU cores). Off by default: it doubled a build's dense
+    # encoding (SciFact on 2 cores: 3 min 46 s without, 6 min 51 s with; docs/benchmarks/encoding.md), and the
+    # default answer path (compress.mode none) never reads them.
+    sentence_vectors: bool = False
     chunk_vectors: list[Annotated[int, Field(ge=1, le=256)]] = []  # with dense: REFRAG chunk embeddings for each chunk size k (generator tokens)
     faiss: FaissKind = "flat"
     hnsw_m: int = Field(32, ge=4, le=256)
@@ -259,13 +272,18 @@ class TrainConfig(BaseModel):
     flops: FlopsKind = "idf"
     flops_doc: float = Field(1e-3, ge=0)  # lambda_d; reached after flops_warmup of the steps (quadratic ramp, as SPLADE)
     flops_query: float = Field(3e-4, ge=0)  # lambda_q (students that encode queries)
-    flops_warmup: float = Field(0.3, ge=0, le=1)
+    flops_warmup: float = Field(0.3, ge=0, le=1)  # share of the steps the ramp takes (1.0: the whole run, for lambda sweeps)
     idf_floor: float = Field(0.05, gt=0, le=1)  # IDF-aware FLOPS: a term's penalty weight is 1 / max(idf / max idf, idf_floor)
     distill: bool = True
     distill_weight: float = Field(1.0, ge=0)
     distill_temperature: float = Field(0.05, gt=0)  # combined teacher scores (in [0, 1]) are divided by this before the softmax
     teacher_weights: dict[TeacherKind, float] = Field(default_factory=lambda: {"bm25": 1.0, "dense": 1.0, "splade": 1.0})
-    eval_every: int = Field(100, ge=1)  # steps between dev evaluations (and one at the end)
+    # Student scores x score_scale before InfoNCE and KL. "auto": 1 / the first batch's mean within-query standard
+    # deviation, fixed from then on, so the losses start from logits of spread 1 (an untrained echo SPLADE head scores
+    # ~4e5 with a spread of ~8e3); None: the student's own default ("auto" for decoder, 1.0 for masked students).
+    score_scale: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
+    eval_every: int = Field(100, ge=1)  # steps between dev evaluations (one before the first step and one at the end)
+    time_limit_s: float = Field(0.0, ge=0)  # stop training (with a last dev evaluation) after this many seconds; 0: no limit
     dev_max_queries: int = Field(0, ge=0)  # 0: every dev query
     dev_max_docs: int = Field(0, ge=0)  # 0: the whole dev corpus; else the dev queries' judged documents plus this many
     lora_rank: int = Field(16, ge=1)

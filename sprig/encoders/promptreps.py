@@ -93,7 +93,7 @@ class PromptRepsEncoder:
     @torch.inference_mode()
     def encode_batch(self, texts: Sequence[str], side: Side) -> tuple[list[SparseVec], np.ndarray]:
         prompts = self.templates[side].batch(self.lm.tokenizer, texts, self.max_length[side], self.device)
-        hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).last_hidden_state
+        hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, use_cache=False).last_hidden_state  # one pass: no KV cache
         last = hidden[torch.arange(len(texts), device=hidden.device), prompts.lengths - 1]  # [B, H]: predicts the word
         words = [word_ids(self.lm.tokenizer, t, self.vocab_size) for t in texts]
         union = np.unique(np.concatenate(words))

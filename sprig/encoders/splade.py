@@ -10,6 +10,10 @@ model with its output projection replaced by the identity (so any MaskedLM head'
 runs), then project in vocabulary chunks over the real tokens only, and pool as we go. Because
 log(1 + ReLU(.)) is monotonic and the bias is per column, max_t act(h_t·W_j + b_j) =
 act(max_t(h_t·W_j) + b_j): the activation touches [batch, vocab] values, not [batch, tokens, vocab].
+
+On CPU, documents go through ``splade_pool_rows`` on one worker thread per core (sprig.encoders.batching):
+the same maxima, one document at a time over cache-sized vocabulary slices, and by default the product in
+bfloat16 where the CPU has bf16 units (``splade.cpu_head``; docs/benchmarks/encoding.md).
 """
 from __future__ import annotations
 
@@ -20,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sprig.core.config import Device, SpladeBackbone, SpladeConfig, resolve_device
+from sprig.core.config import Device, SpladeBackbone, SpladeConfig
 from sprig.core.errors import SprigError
 from sprig.core.models import default_splade, recorded, resolve
 from sprig.core.types import SparseVec
-from sprig.encoders.batching import length_sorted_batches
+from sprig.encoders.batching import cpu_workers, map_batches, token_lengths
 from sprig.encoders.causal_lm import soft_cap
+from sprig.encoders.device_paths import cpu_precision, encoding_device
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,17 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
                 softcap: float | None = None) -> torch.Tensor:
     """Pooled SPLADE weights [docs, vocab] from packed token states ``hidden`` [tokens, H].
 
-    ``lengths`` gives each document's token count in packing order. Never allocates more than
-    [tokens, vocab_chunk] logits. ``softcap``: logits become softcap · tanh(logit / softcap) (Gemma 2's
-    final soft-capping), monotonic too, so it is applied after the max like the bias.
+    ``lengths`` gives each document's token count in packing order. ``softcap``: logits become
+    softcap · tanh(logit / softcap) (Gemma 2's final soft-capping), monotonic too, so it is applied after the
+    max like the bias. On CUDA without autograd the fused Triton kernel (sprig/kernels/splade_head.py) runs and
+    no [tokens, vocab] tensor exists; otherwise (CPU, training) this torch path, which never allocates more
+    than [tokens, vocab_chunk] logits and is the kernel's test oracle.
     """
+    from sprig.kernels import splade_head  # here, not at the top: this function is the only user
+
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
+    if hidden.is_cuda and not grad and splade_head.available(hidden):
+        return splade_head.splade_head(hidden, np.cumsum([0, *lengths]), weight, bias, softcap)
     lengths_t = torch.as_tensor(list(lengths), device=hidden.device)
     out = torch.empty(len(lengths), weight.shape[0], dtype=torch.float32, device=hidden.device)
     for start in range(0, weight.shape[0], vocab_chunk):
@@ -84,6 +96,26 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
             pooled = pooled + bias[start:stop].float()  # not in place: segment_reduce's backward reads its output
         out[:, start:stop] = torch.log1p(torch.relu(soft_cap(pooled, softcap)))
     return out
+
+
+# Vocabulary columns per product in splade_pool_rows: [≤ 512 tokens, 2,048] logits stay in L2. Measured on
+# SciFact at length 512, one thread: 2,048 beat 1,024, 4,096, 8,192 and the whole vocabulary.
+ROW_CHUNK = 2048
+
+
+def splade_pool_rows(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``splade_pool``'s weights [docs, vocab] from padded token states ``hidden`` [docs, T, H], one document
+    at a time. The same products in ``weight``'s precision and the same maxima (float32 summation order may differ
+    with the product's shape: ≤ 1.2e-6 in tests/test_encoding_speed_paths.py); on one
+    CPU thread 2x faster in float32 and 4x in bfloat16 (small products that stay in cache, no segment_reduce)."""
+    out = torch.empty(len(lengths), weight.shape[0], dtype=torch.float32)
+    for row, n in enumerate(lengths):
+        states = hidden[row, :n].to(weight.dtype)
+        for start in range(0, weight.shape[0], ROW_CHUNK):
+            out[row, start : start + ROW_CHUNK] = (states @ weight[start : start + ROW_CHUNK].T).amax(0).float()
+    if bias is not None:
+        out += bias.float()
+    return torch.log1p(torch.relu(out))
 
 
 def splade_reference(model_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -113,7 +145,7 @@ class SpladeEncoder:
 
     def __init__(self, config: SpladeConfig = SpladeConfig(), device: Device = "auto"):
         self.name, self.recorded_model = resolve(config.model, default_splade), recorded(config.model)
-        self.device = resolve_device(device)
+        self.device = encoding_device(device)
         self.tokenizer, self.model = load_masked_lm(self.name, self.device)
         self.weight, self.bias = _detach_output_projection(self.model)
         inverse = {i: t for t, i in self.tokenizer.get_vocab().items()}
@@ -125,38 +157,78 @@ class SpladeEncoder:
         self.batch_size, self.vocab_chunk = config.batch_size, config.vocab_chunk
         (self.doc_top_k, self.query_top_k), self.threshold = config.top_k(self.backbone), config.threshold
         self.vocab_size, self.vocab = len(vocab), vocab
-        self.cpu_head = config.cpu_head
-        if self.device == "cpu" and self.cpu_head == "bfloat16":
+        # bfloat16: documents and queries (the weight is stored so); auto: documents only, where the CPU has bf16
+        # units. Queries stay float32 under auto: a lone query gains nothing from bf16, and float32 keeps a served
+        # query's weights independent of the queries it is micro-batched with.
+        self.cpu_head, self.doc_head = config.cpu_head, cpu_precision(config.cpu_head, self.device)
+        if self.device == "cpu" and config.cpu_head == "bfloat16":
             self.weight = self.weight.to(torch.bfloat16)  # the bias stays float32: splade_pool adds it after the max
+
+    def _doc_weight(self) -> torch.Tensor:
+        """The projection in the precision documents use. Under auto a bf16 copy per batch (≈ 2 ms), so that
+        ``self.weight`` stays the float32 tensor a trainer swaps for its Parameter."""
+        bf16 = self.device == "cpu" and self.doc_head == "bfloat16"
+        return self.weight.to(torch.bfloat16) if bf16 else self.weight
+
+    def path(self) -> str:
+        """The encoding path documents take here, for `sprig index`'s log."""
+        workers = cpu_workers(self.device)
+        if self.device != "cpu":
+            return f"{self.device}, bfloat16"
+        if self.backbone != "masked":  # its own model and head, one batch at a time
+            return f"cpu, packed head in {str(self.weight.dtype).removeprefix('torch.')}, 1 worker thread"
+        rows = "per-document head" if workers > 1 else "packed head"
+        return f"cpu, {rows} in {self.doc_head}, {workers} worker thread(s)"
 
     def settings(self) -> dict:
         return {
             "model": self.recorded_model, "doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
             "doc_top_k": self.doc_top_k, "query_top_k": self.query_top_k, "threshold": self.threshold, "backbone": self.backbone,
-            "cpu_head": self.cpu_head,
+            "cpu_head": self.cpu_head, "doc_head": self.doc_head,  # doc_head: what "auto" resolved to for the documents
         }
 
-    def encode_documents(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
-        return self._encode(texts, self.doc_max_length, self.doc_top_k, progress, "SPLADE docs")
+    def encode_documents(self, texts: Sequence[str], progress: bool = False, workers: int | None = None) -> list[SparseVec]:
+        """``workers``: threads for the batches; None = one per torch thread on CPU (``cpu_workers``)."""
+        return self._encode(texts, self.doc_max_length, self.doc_top_k, progress, "SPLADE docs", workers or cpu_workers(self.device))
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
-        return self._encode(texts, self.query_max_length, self.query_top_k, progress, "SPLADE queries")
+        return self._encode(texts, self.query_max_length, self.query_top_k, progress, "SPLADE queries", documents=False)
 
     @torch.inference_mode()
     def pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
-        """SPLADE weights [len(texts), vocab] for one batch."""
+        """SPLADE weights [len(texts), vocab] for one batch, the head as stored (queries' precision)."""
         return self.weights_with_grad(texts, max_length)
 
     def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
-        """``pooled`` with autograd on, for the trainer (sprig.train); subclasses override this one."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(self.device)
+        """``pooled`` with autograd on and the head as stored, for the trainer (sprig.train); subclasses override this one."""
+        return self._pool(self._tokens(texts, max_length), self.weight)
+
+    def _tokens(self, texts: Sequence[str], max_length: int):
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(self.device)
+
+    def _pool(self, batch, weight: torch.Tensor, rows: bool = False) -> torch.Tensor:
         hidden = self.model(**batch).logits  # the identity head returns the transformed states [B, T, H]
         mask = batch["attention_mask"].bool()
-        return splade_pool(hidden[mask], mask.sum(1).tolist(), self.weight, self.bias, self.vocab_chunk)
+        if rows:
+            return splade_pool_rows(hidden, mask.sum(1).tolist(), weight, self.bias)
+        return splade_pool(hidden[mask], mask.sum(1).tolist(), weight, self.bias, self.vocab_chunk)
 
-    def _encode(self, texts: Sequence[str], max_length: int, top_k: int, progress: bool, label: str) -> list[SparseVec]:
+    def _encode(self, texts: Sequence[str], max_length: int, top_k: int, progress: bool, label: str, workers: int = 1,
+                documents: bool = True) -> list[SparseVec]:
+        """Length-sorted batches; on ``workers`` > 1 CPU threads (masked LMs), one document at a time per worker."""
         out: list[SparseVec] = [SparseVec.empty()] * len(texts)
-        for idx, batch in length_sorted_batches(texts, self.batch_size, progress, label):
-            for i, vec in zip(idx, to_sparse_vecs(self.pooled(batch, max_length), top_k, self.threshold)):
+        if self.backbone == "masked":
+            @torch.inference_mode()  # grad mode is per thread: set it in the worker
+            def compute(batch) -> list[SparseVec]:
+                weight = self._doc_weight() if documents else self.weight
+                return to_sparse_vecs(self._pool(batch, weight, rows=workers > 1), top_k, self.threshold)
+
+            batches = map_batches(lambda texts: self._tokens(texts, max_length), compute, texts, self.batch_size, workers, progress, label,
+                                  token_lengths(self.tokenizer, texts, max_length))
+        else:  # its own tokenisation inside pooled: one thread
+            batches = map_batches(list, lambda batch: to_sparse_vecs(self.pooled(batch, max_length), top_k, self.threshold),
+                                  texts, self.batch_size, 1, progress, label)
+        for idx, vecs in batches:
+            for i, vec in zip(idx, vecs):
                 out[i] = vec
         return out

