@@ -59,7 +59,8 @@ class DecoderSpladeEncoder(SpladeEncoder):
     def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
         prompts = self.template.batch(self.tokenizer, texts, max_length, self.device)
-        hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).last_hidden_state
+        # use_cache=False: a single pass needs no KV cache, which would otherwise hold every layer's keys and values
+        hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, use_cache=False).last_hidden_state
         lengths = prompts.last_copy.sum(1).tolist()
         return splade_pool(hidden[prompts.last_copy], lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
 

@@ -39,7 +39,8 @@ def run_training(config: SprigConfig, data_root: Path, teachers_dir: Path, out: 
     student.save(model)
     report = {"student": t.student, "model": str(model), "load_with": HOW_TO_LOAD[t.student].format(model=model),
               "train_sets": t.train_sets, "training_queries": len(queries), "dev_set": dev.name, "dev_queries": len(dev.qids),
-              "dev_docs": len(dev.texts), "device": device, "steps": trained.steps, "seconds": trained.seconds,
+              "dev_docs": len(dev.texts), "device": device, "steps": trained.steps, "planned_steps": trained.planned_steps,
+              "score_scale": trained.score_scale, "seconds": trained.seconds,
               "best_step": trained.best_step, "best_dev_ndcg10": trained.best_dev_ndcg10, "curve": trained.curve,
               "settings": t.model_dump()}
     write_text_atomic(out / "training.json", json.dumps(report, indent=1))

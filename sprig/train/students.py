@@ -42,6 +42,7 @@ class SiameseStudent:
     """A masked-LM SPLADE encoder (all weights trained, the tied MLM head included) for both sides."""
 
     encodes_queries = True
+    score_scale: float | str = 1.0  # TrainConfig.score_scale's default for this student: SPLADE-tiny's raw scores are O(10)
 
     idf: np.ndarray  # float32 [vocab]: corpus IDF of the training corpora (fit_idf), for IDF-aware FLOPS and inference-free queries
 
@@ -122,7 +123,13 @@ class InferenceFreeStudent(SiameseStudent):
 
 
 class DecoderStudent(SiameseStudent):
-    """Echo SPLADE over a causal LM; LoRA adapters on ``config.lora_targets`` are the only trained weights."""
+    """Echo SPLADE over a causal LM; LoRA adapters on ``config.lora_targets`` are the only trained weights.
+
+    An untrained causal head gives every id a positive logit, so its echo vectors are dense (SmolLM2: all 49,152 ids,
+    weights ~2.9) and its raw scores ~4e5, ~8e3 apart within a query: over raw scores InfoNCE and KL start near 10^4
+    and their gradients saturate clipping. Its scores are therefore scaled ("auto", sprig.train.loop.score_scale)."""
+
+    score_scale = "auto"
 
     def __init__(self, config: TrainConfig, device: str):
         peft = require_peft("--student decoder")

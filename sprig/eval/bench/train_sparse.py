@@ -3,7 +3,11 @@
 On the GPU machine (each invocation must fit 10 minutes; the teacher files come precomputed):
     python -m sprig.eval.bench.train_sparse --data .device/data --teachers .device/teachers \\
         --runs if-idf-distill if-plain-distill --seeds 0 1 --out $OUT/train-sparse-a.json --keep-best $OUT/best
-CPU smoke test of the same path (minutes): add --device cpu --steps 3 --max-docs 300 --max-queries 20.
+A lambda_d sweep: ``--flops-doc 1e-5 3e-5 1e-4`` trains every run at each value (rows "RUN-fd1e-05-sN");
+``--override '{"flops_warmup": 1.0, "time_limit_s": 60}'`` ramps FLOPS over the whole run and bounds each run's
+training, and ``--stop-after S`` starts no run after S seconds, so an invocation ends inside its window with its
+finished rows written (.device/bin/train.sh runs the grid that way). CPU smoke test of the same path (minutes): add
+--device cpu --steps 3 --max-docs 300 --max-queries 20.
 
 Training selects on nfcorpus dev (sprig.train); test qrels are read only here, after training. Each model is loaded
 back through sprig as a user would (inference-free folder + idf.json, --splade-model folder, or --adapter folder)
@@ -23,11 +27,14 @@ import json
 import logging
 import shutil
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from sprig.core.config import DEVICES, SprigConfig, TrainConfig
+from sprig.core.files import write_text_atomic
 from sprig.corpus.chunking import passage_text
 from sprig.corpus.readers import read_corpus, read_qrels, read_queries
 from sprig.encoders.factory import make_encoder
@@ -49,8 +56,12 @@ RUNS: dict[str, dict] = {
     "if-idf-nodistill": {"student": "inference-free", "flops": "idf", "distill": False},
     "if-plain-nodistill": {"student": "inference-free", "flops": "plain", "distill": False},
     "siamese": {"student": "siamese", "flops": "plain", "distill": True},
-    "decoder": {"student": "decoder", "flops": "plain", "distill": True, "batch_queries": 8, "negatives": 3,
-                "eval_every": 100, "epochs": 1, "flops_doc": 1e-4, "flops_query": 1e-4},
+    # Decoder: scores scaled to a spread of 1 ("auto"), LoRA at lr 5e-5, and FLOPS at 1e-6 ramped over the whole run:
+    # an untrained SmolLM2 echo head's FLOPS is ~4e5 per side (every id weighted ~2.9), so 1e-6 ends near 0.4 per side,
+    # beside an InfoNCE that starts near log(32) (sprig.train.students.DecoderStudent). Its first GPU run (raw scores,
+    # lr 1e-4, lambda 1e-4) diverged: docs/benchmarks/decoder-sparse.md.
+    "decoder": {"student": "decoder", "flops": "plain", "distill": True, "batch_queries": 8, "negatives": 3, "lr": 5e-5,
+                "score_scale": "auto", "flops_doc": 1e-6, "flops_query": 1e-6, "flops_warmup": 1.0},
 }
 BASELINES = ("bm25", "splade-tiny", "splade-tiny-inference-free")
 TEST_SETS = ("scifact", "nfcorpus")
@@ -115,6 +126,19 @@ def baseline(name: str, device: str) -> tuple[str, SprigConfig]:
             "splade-tiny-inference-free": ("inference-free", SprigConfig(device=device))}[name]
 
 
+def grid(name: str, args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
+    """(row name, TrainConfig fields) of run ``name`` at each --flops-doc value (if given) and each seed."""
+    for flops_doc in args.flops_doc or [None]:
+        for seed in args.seeds:
+            fields = {"epochs": args.epochs, "steps": args.steps, "eval_every": args.eval_every, "dev_max_docs": args.max_docs,
+                      "dev_max_queries": args.max_queries} | RUNS[name] | args.override | {"seed": seed}
+            if name == "decoder" and args.init:
+                fields["init"] = args.init
+            if flops_doc is not None:
+                fields["flops_doc"] = flops_doc
+            yield (f"{name}-s{seed}" if flops_doc is None else f"{name}-fd{flops_doc:g}-s{seed}"), fields
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sprig.eval.bench.train_sparse", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, choices=[*RUNS, "baselines", "teachers"],
@@ -133,17 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-docs", type=int, default=0, help="smoke tests: cut dev and test corpora to their judged documents plus N")
     ap.add_argument("--max-queries", type=int, default=0, help="smoke tests: first N dev and test queries")
     ap.add_argument("--override", type=json.loads, default={}, metavar="JSON", help='TrainConfig fields set for every run, e.g. \'{"batch_queries": 2}\'')
+    ap.add_argument("--flops-doc", type=float, nargs="+", metavar="LAMBDA", help="train each run at each lambda_d (default: the run's own)")
+    ap.add_argument("--stop-after", type=float, default=0, metavar="S", help="start no training run after S seconds (0: no limit)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     tests = [TestSet(args.data / name, args.max_queries, args.max_docs) for name in TEST_SETS]
     result = {"command": "python -m sprig.eval.bench.train_sparse " + " ".join(sys.argv[1:] if argv is None else argv),
               "test_sets": {t.name: {"queries": len(t.qids), "docs": len(t.texts)} for t in tests}, "provenance": provenance(),
               "rows": {}}
-    best = (-1.0, None)
+    best, started = (-1.0, None), time.perf_counter()
 
-    def write() -> None:
+    def write() -> None:  # after every row, atomically: a killed invocation keeps what finished
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_text_atomic(args.out, json.dumps(result, indent=1))
 
     for name in args.runs:
         if name == "teachers":  # the files the runs read (computed on args.device, once)
@@ -157,16 +183,18 @@ def main(argv: list[str] | None = None) -> int:
                 result["rows"][base] = {t.name: evaluate_encoder(kind, config, t) for t in tests}
                 write()
             continue
-        for seed in args.seeds:
-            overrides = {"epochs": args.epochs, "steps": args.steps, "eval_every": args.eval_every, "dev_max_docs": args.max_docs,
-                         "dev_max_queries": args.max_queries} | RUNS[name] | args.override | {"seed": seed}
-            if name == "decoder" and args.init:
-                overrides["init"] = args.init
+        for row, overrides in grid(name, args):
+            if args.stop_after and time.perf_counter() - started > args.stop_after:
+                log.info("--stop-after %.0f s passed: %s not started", args.stop_after, row)
+                result.setdefault("not_started", []).append(row)
+                write()
+                continue
             config = SprigConfig(device=args.device, train=TrainConfig(**overrides))
-            report = run_training(config, args.data, args.teachers, args.work / f"{name}-s{seed}", progress=False)
+            report = run_training(config, args.data, args.teachers, args.work / row, progress=False)
             kind, search = search_config(report, args.device, args.init)
-            result["rows"][f"{name}-s{seed}"] = {
-                "training": {k: report[k] for k in ("student", "steps", "seconds", "best_step", "best_dev_ndcg10", "curve", "settings")},
+            result["rows"][row] = {
+                "training": {k: report[k] for k in ("student", "steps", "planned_steps", "score_scale", "seconds", "best_step",
+                                                    "best_dev_ndcg10", "curve", "settings")},
                 **{t.name: evaluate_encoder(kind, search, t) for t in tests}}
             write()
             if report["student"] == "inference-free" and report["best_dev_ndcg10"] > best[0]:
