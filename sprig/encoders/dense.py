@@ -9,6 +9,7 @@ SentenceTransformer.encode while we keep control of batching, dtype and device. 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,8 +90,6 @@ class DenseEncoder:
         self.cpu_dtype, self.doc_dtype = config.cpu_dtype, cpu_precision(config.cpu_dtype, self.device)
         dtype = torch.bfloat16 if self.device == "cuda" or self.cpu_dtype == "bfloat16" else torch.float32
         self.model = self.model.to(device=self.device, dtype=dtype).eval()
-        bf16_docs = self.device == "cpu" and self.doc_dtype == "bfloat16" and dtype != torch.bfloat16
-        self.doc_model = copy.deepcopy(self.model).to(torch.bfloat16) if bf16_docs else self.model
         self.max_length = config.max_length
         self.batch_size = config.batch_size
         self.dim = int(self.model.config.hidden_size)
@@ -105,6 +104,14 @@ class DenseEncoder:
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return self.encode([self.spec.query_prompt + t for t in texts], progress, "dense queries")
+
+    @functools.cached_property
+    def doc_model(self):
+        """The model documents go through: a bf16 copy under auto on a bf16 CPU, made at the first document batch so
+        a server that only encodes queries never holds it; else the query model itself."""
+        if self.device == "cpu" and self.doc_dtype == "bfloat16" and self.model.dtype != torch.bfloat16:
+            return copy.deepcopy(self.model).to(torch.bfloat16)
+        return self.model
 
     def encode_documents(self, texts: Sequence[str], progress: bool = False, workers: int = 1) -> np.ndarray:
         """``workers``: threads for the batches. One by default: MiniLM's products are large enough for torch's own
