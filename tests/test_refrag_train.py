@@ -166,6 +166,29 @@ def test_mean_ci_brackets_the_mean():
     assert mean_ci([3.0] * 10) == (3.0, [3.0, 3.0])
 
 
+def test_merge_pairs_rows_run_apart_question_by_question(monkeypatch):
+    from sprig.eval.bench import refrag_eval
+    from sprig.eval.qa import QAItem
+
+    items = [QAItem(f"q{i}", "?", ["paris"], "", "") for i in range(40)]
+    monkeypatch.setattr(refrag_eval, "squad_questions", lambda data, articles: items)
+    right = {q.qid: "Paris [1]" if i % 2 else "Rome" for i, q in enumerate(items)}  # half right
+    wrong = {q.qid: "Rome" for q in items}
+
+    def report(row, answers, command):
+        return {"rows": {row: {"F1": 0.0, "answers": answers, "F1_vs_none": 9.9}}, "questions": len(items),
+                "chunk_vector_bytes": {}, "prompt_seconds": 1.0, "decoder": "d", "device": "cuda", "settings": {},
+                "projectors": {}, "command": command, "wall_s": 1.0, "provenance": {}}
+
+    merged = refrag_eval.merge(None, [report("none", wrong, "a"), report("refrag-k16@0.1", right, "b")])
+    assert list(merged["rows"]) == ["none", "refrag-k16@0.1"] and merged["prompt_seconds"] == {"a": 1.0, "b": 1.0}
+    diff = merged["rows"]["refrag-k16@0.1"]
+    assert diff["F1_vs_none"] == pytest.approx(50.0) and diff["F1_vs_none_ci95"][0] < 50.0 < diff["F1_vs_none_ci95"][1]
+    assert merged["rows"]["none"]["F1_vs_none"] == 0.0
+    with pytest.raises(ValueError, match="questions"):
+        refrag_eval.merge(None, [report("none", wrong, "a") | {"questions": 3}])
+
+
 def test_shipped_projector_is_found_only_for_its_exact_setup(tmp_path):
     ChunkProjector(SPEC).save(tmp_path / "tiny-k4")
     assert shipped_projector(SPEC, tmp_path) == tmp_path / "tiny-k4"

@@ -4,6 +4,7 @@ a GPU, evaluate every row on squad-a articles 16-23, time TTFT on one CPU thread
     python -m sprig.eval.bench.refrag hits  --index IDX --data DATA --out HITS.json           # CPU, once
     python -m sprig.eval.bench.refrag train --k 16 --data DATA --hits HITS.json --out OUT     # GPU, < 10 min per k
     python -m sprig.eval.bench.refrag eval  --projectors DIR --data DATA --hits HITS.json --out OUT   # GPU
+    python -m sprig.eval.bench.refrag merge OUT1/eval.json OUT2/eval.json --data DATA --out eval.json   # rows run apart
     python -m sprig.eval.bench.refrag ttft  --index IDX --data DATA --out OUT                 # CPU, one thread
     python -m sprig.eval.bench.refrag plot  --quality OUT/eval.json --ttft OUT/ttft.json --out PNG
     python -m sprig.eval.bench.refrag report --results DIR --ttft OUT/ttft.json            # the report's tables
@@ -64,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch", type=int, default=64, help="prompts per generation batch")
     _common(ev)
     ev.set_defaults(func=run_eval)
+
+    merge = sub.add_parser("merge", help="one eval.json from evaluations run as separate processes")
+    merge.add_argument("evals", nargs="+", type=Path, help="eval.json files of the same questions")
+    merge.add_argument("--data", required=True, type=Path, help="folder with qa/squad-dev-a.json")
+    merge.add_argument("--out", required=True, type=Path, help="the merged eval.json")
+    merge.set_defaults(func=run_merge)
 
     from sprig.eval.bench.refrag_ttft import add_arguments as ttft_arguments
     from sprig.eval.bench.refrag_ttft import run as run_ttft
@@ -150,6 +157,16 @@ def run_eval(args: argparse.Namespace) -> int:
     report |= {"decoder": generator.label, "device": generator.device, "projectors": {k: p.trained for k, p in projectors.items()},
                "settings": {"top_k": 5, "max_new_tokens": args.max_new_tokens, "batch": args.batch, "greedy": True}}
     _write(args.out / "eval.json", report, args, started)
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from sprig.eval.bench.refrag_eval import merge
+
+    merged = merge(args.data, [json.loads(p.read_text()) for p in args.evals])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=1))
+    print(json.dumps({"rows": list(merged["rows"]), "out": str(args.out)}))
     return 0
 
 

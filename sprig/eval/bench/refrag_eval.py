@@ -103,11 +103,38 @@ def evaluate(generator, encoder, data: Path, hits_file: Path, projectors: dict[i
         metrics[row], f1s[row] = score(items, answers, entries)
         metrics[row]["generate_seconds"] = round(time.perf_counter() - t, 1)
         log.info("%s: EM %.1f F1 %.1f", row, metrics[row]["EM"], metrics[row]["F1"])
+    add_paired_to_none(metrics, f1s)
+    return {"rows": metrics, "questions": len(items), "chunk_vector_bytes": {str(k): c.bytes for k, c in chunks.items()},
+            "prompt_seconds": round(prompt_seconds, 1)}
+
+
+def add_paired_to_none(metrics: dict[str, dict], f1s: dict[str, np.ndarray]) -> None:
+    """Each row's F1 minus none's, question by question, with its paired bootstrap interval (when none ran)."""
     if "none" in f1s:
         for row, f in f1s.items():
             metrics[row]["F1_vs_none"], metrics[row]["F1_vs_none_ci95"] = mean_ci(f - f1s["none"])
-    return {"rows": metrics, "questions": len(items), "chunk_vector_bytes": {str(k): c.bytes for k, c in chunks.items()},
-            "prompt_seconds": round(prompt_seconds, 1)}
+
+
+def merge(data: Path, reports: Sequence[dict]) -> dict:
+    """One report from evaluations run as separate processes over the same questions (rows split between GPU
+    processes): their rows side by side, the paired F1 differences to none recomputed from the stored answers."""
+    items = squad_questions(data, EVAL_ARTICLES)
+    metrics, f1s = {}, {}
+    for report in reports:
+        if report["questions"] != len(items):
+            raise ValueError(f"a report covers {report['questions']} questions, not the {len(items)} of articles 16-23")
+        for row, m in report["rows"].items():
+            answers = [m["answers"][q.qid] for q in items]
+            f1s[row] = np.array([100 * best(f1, strip_citations(a), q.answers) for q, a in zip(items, answers)])
+            metrics[row] = {k: v for k, v in m.items() if not k.startswith("F1_vs_none")}
+    add_paired_to_none(metrics, f1s)
+    first = reports[0]
+    return {"rows": metrics, "questions": len(items),
+            "chunk_vector_bytes": {k: v for r in reports for k, v in r["chunk_vector_bytes"].items()},
+            "prompt_seconds": {r["command"]: r["prompt_seconds"] for r in reports},
+            "decoder": first["decoder"], "device": first["device"], "settings": first["settings"],
+            "projectors": {k: v for r in reports for k, v in r["projectors"].items()},
+            "merged": [{"command": r["command"], "wall_s": r["wall_s"], "provenance": r["provenance"]} for r in reports]}
 
 
 def score(items, answers: list[str], entries: list[tuple[Prompt, Compressed | None]]) -> tuple[dict, np.ndarray]:
