@@ -170,6 +170,20 @@ def test_step_zero_is_kept_when_no_later_evaluation_beats_it(monkeypatch):
     assert {"contrastive", "distill", "flops_doc", "flops_query", "loss", "train_doc_nnz"} <= trained.curve[1].keys()
 
 
+def test_without_keep_untrained_the_best_trained_step_wins(monkeypatch):
+    from sprig.train import loop
+
+    queries, dev = _toy_data()
+    student = BagStudent()
+    scores = iter([0.5, 0.3, 0.4])
+    monkeypatch.setattr(loop, "evaluate", lambda s, d: {"dev_ndcg10": next(scores), "dev_doc_nnz": 2.0})
+    config = TrainConfig(batch_queries=2, negatives=3, steps=4, eval_every=2, lr=0.5, flops_doc=0.0, flops_query=0.0,
+                         keep_untrained=False)
+    trained = loop.train_student(student, queries, dev, config, progress=False)
+    assert [p["step"] for p in trained.curve] == [0, 2, 4] and trained.best_step == 4 and trained.best_dev_ndcg10 == 0.4
+    assert not torch.equal(student.theta.detach(), torch.zeros(8))  # the last (trained) weights stay
+
+
 def test_time_limit_stops_training_with_a_last_dev_evaluation():
     from sprig.train.loop import train_student
 

@@ -283,6 +283,7 @@ class TrainConfig(BaseModel):
     # ~4e5 with a spread of ~8e3); None: the student's own default ("auto" for decoder, 1.0 for masked students).
     score_scale: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
     eval_every: int = Field(100, ge=1)  # steps between dev evaluations (one before the first step and one at the end)
+    keep_untrained: bool = True  # selection may keep step 0 (the untrained student); False: best trained step, as runs before 2026-12-06
     time_limit_s: float = Field(0.0, ge=0)  # stop training (with a last dev evaluation) after this many seconds; 0: no limit
     dev_max_queries: int = Field(0, ge=0)  # 0: every dev query
     dev_max_docs: int = Field(0, ge=0)  # 0: the whole dev corpus; else the dev queries' judged documents plus this many

@@ -93,6 +93,8 @@ def train_student(student: SiameseStudent, queries: list[TrainingQuery], dev: De
     first = next(stream)
     result, running = Trained(planned_steps=total, score_scale=score_scale(student, first, config)), defaultdict(list)
     best_state = _record(result, {"step": 0, **evaluate(student, dev)}, student)
+    if not config.keep_untrained:  # the curve keeps step 0; selection starts at the first trained evaluation
+        result.best_step, result.best_dev_ndcg10, best_state = 0, -math.inf, None
     start = time.perf_counter()
     for step, batch in tqdm(zip(range(1, total + 1), itertools.chain([first], stream)), total=total, desc=f"train {config.student}",
                             unit="step", disable=not progress):
