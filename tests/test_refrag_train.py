@@ -197,7 +197,7 @@ def test_shipped_projector_is_found_only_for_its_exact_setup(tmp_path):
 
 
 def test_plot_joins_the_gpu_quality_rows_with_the_cpu_ttft_rows(tmp_path):
-    from sprig.eval.bench.refrag_plot import joined_rows, plot_f1_vs_ttft
+    from sprig.eval.bench.refrag_plot import joined_rows, plot_f1_vs_positions, plot_f1_vs_ttft
 
     pairs = joined_rows()
     assert pairs == {"none": "none", "recomp-extractive=refrag-k16@0.1": "recomp-extractive@0.15625", "refrag-k16@0": "refrag@0",
@@ -206,6 +206,10 @@ def test_plot_joins_the_gpu_quality_rows_with_the_cpu_ttft_rows(tmp_path):
     ttft = {"rows": {row: {"ttft_cpu_ms": 100.0 * (i + 1)} for i, row in enumerate(pairs.values())}}
     plot_f1_vs_ttft(quality, ttft, tmp_path / "f1.png")
     assert (tmp_path / "f1.png").stat().st_size > 10_000
+    for m in quality["rows"].values():
+        m["context_positions"] = 100.0
+    plot_f1_vs_positions(quality, tmp_path / "positions.png")  # every row; k = 8 and 32 absent here
+    assert (tmp_path / "positions.png").stat().st_size > 10_000
 
 
 def test_report_tables_come_from_the_runs_json(tmp_path):

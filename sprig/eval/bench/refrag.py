@@ -84,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("--quality", required=True, type=Path, help="eval.json from `eval`")
     plot.add_argument("--ttft", required=True, type=Path, help="ttft.json from `ttft`")
     plot.add_argument("--out", required=True, type=Path, help="PNG to write")
+    plot.add_argument("--positions-out", type=Path, help="also F1 against context positions, every row, to this PNG")
     plot.set_defaults(func=run_plot)
 
     report = sub.add_parser("report", help="the report's tables (markdown) from the runs' JSON")
@@ -171,10 +172,13 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from sprig.eval.bench.refrag_plot import plot_f1_vs_ttft
+    from sprig.eval.bench.refrag_plot import plot_f1_vs_positions, plot_f1_vs_ttft
 
-    plot_f1_vs_ttft(json.loads(args.quality.read_text()), json.loads(args.ttft.read_text()), args.out)
-    print(json.dumps({"plot": str(args.out)}))
+    quality = json.loads(args.quality.read_text())
+    plot_f1_vs_ttft(quality, json.loads(args.ttft.read_text()), args.out)
+    if args.positions_out:
+        plot_f1_vs_positions(quality, args.positions_out)
+    print(json.dumps({"plot": str(args.out), "positions_plot": str(args.positions_out) if args.positions_out else None}))
     return 0
 
 

@@ -1,10 +1,13 @@
-"""F1 against time to first token for the REFRAG report: F1 from the GPU run (every question of squad-a articles
-16-23, with its bootstrap interval), TTFT from the CPU run (one thread, 100 questions, process CPU time), joined
-on the rows both measured (none, refrag k=16 at each p, and the matched recomp-extractive); closed-book and
-oracle F1 as reference lines."""
+"""The REFRAG report's plots. F1 against time to first token: F1 from the GPU run (every question of squad-a
+articles 16-23, with its bootstrap interval), TTFT from the CPU run (one thread, 100 questions, process CPU time),
+joined on the rows both measured (none, refrag k=16 at each p, and the matched recomp-extractive). F1 against the
+decoder positions the context takes: every row of the GPU run, one line per chunk size through p = 0, 0.1, 0.25.
+Closed-book and oracle F1 are reference lines in both."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from sprig.eval.bench.refrag import SIZES
 
 from sprig.eval.bench.refrag_eval import matched_row, refrag_row
 from sprig.eval.bench.refrag_ttft import ROWS as TTFT_ROWS
@@ -28,21 +31,63 @@ def plot_f1_vs_ttft(quality: dict, ttft: dict, path: Path) -> None:
 
     rows, times = quality["rows"], ttft["rows"]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for row, style in (("oracle", "--"), ("closed-book", ":")):
-        if row in rows:
-            ax.axhline(rows[row]["F1"], ls=style, color="grey")
-            ax.annotate(row, (0, rows[row]["F1"]), textcoords="offset points", xytext=(4, 3), fontsize=8, color="grey")
+    _reference_lines(ax, rows)
     xs = [0.0]
     for gpu_row, cpu_row in joined_rows().items():
         if gpu_row in rows and cpu_row in times:
             x, m = times[cpu_row]["ttft_cpu_ms"] / 1000, rows[gpu_row]
             xs.append(x)
-            ax.errorbar([x], [m["F1"]], yerr=[[m["F1"] - m["F1_ci95"][0]], [m["F1_ci95"][1] - m["F1"]]], fmt="o", capsize=3)
+            ax.errorbar([x], [m["F1"]], yerr=_yerr([m]), fmt="o", capsize=3)
             ax.annotate(gpu_row, (x, m["F1"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xlim(0, 1.3 * max(xs) or 1)  # room for the labels right of the points
     ax.set_xlabel("time to first token, s (CPU time, one thread, mean of 100 questions)")
     ax.set_ylabel("F1 (squad-a articles 16-23, 95% CI)")
     ax.set_title("REFRAG on SmolLM2-135M: F1 against TTFT")
+    _save(fig, ax, path)
+
+
+def plot_f1_vs_positions(quality: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = quality["rows"]
+    fig, ax = plt.subplots(figsize=(6.5, 5.2))
+    _reference_lines(ax, rows)
+    for k in SIZES:
+        line = [rows[r] for r in sorted((r for r in rows if r.startswith(f"refrag-k{k}@")), key=lambda r: float(r.split("@")[1]))]
+        if line:
+            ax.errorbar([m["context_positions"] for m in line], [m["F1"] for m in line], yerr=_yerr(line), fmt="o-", capsize=3,
+                        label=f"refrag k={k}, p = 0 / 0.1 / 0.25")
+    for row, marker in (("none", "s"), (matched_row(), "D")):
+        if row in rows:
+            m = rows[row]
+            ax.errorbar([m["context_positions"]], [m["F1"]], yerr=_yerr([m]), fmt=marker, capsize=3,
+                        label="recomp-extractive at refrag k=16 p=0.1's positions" if row != "none" else row)
+    ax.set_xscale("log")
+    ax.set_xlabel("decoder positions of the context (mean per question, log scale)")
+    ax.set_ylabel("F1 (squad-a articles 16-23, 95% CI)")
+    ax.set_title("REFRAG on SmolLM2-135M: F1 against context positions")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # under the axes: the points fill them
+    _save(fig, ax, path)
+
+
+def _reference_lines(ax, rows: dict) -> None:
+    for row, style in (("oracle", "--"), ("closed-book", ":")):
+        if row in rows:
+            ax.axhline(rows[row]["F1"], ls=style, color="grey")
+            ax.annotate(row, (0, rows[row]["F1"]), xycoords=("axes fraction", "data"), textcoords="offset points",
+                        xytext=(4, 3), fontsize=8, color="grey")
+
+
+def _yerr(metrics: list[dict]) -> list[list[float]]:
+    return [[m["F1"] - m["F1_ci95"][0] for m in metrics], [m["F1_ci95"][1] - m["F1"] for m in metrics]]
+
+
+def _save(fig, ax, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
