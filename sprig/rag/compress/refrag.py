@@ -27,7 +27,7 @@ from sprig.core.errors import SprigError
 from sprig.core.types import Hit
 from sprig.encoders.chunk_vectors import ChunkVectorizer, PassageChunks, decoder_chunks, encoder_label, tokenizer_fingerprint
 from sprig.rag.compress.base import Compressed, Compressor, ContextBlock
-from sprig.rag.generator import EMBEDDED, EmbeddedPrompt, Message
+from sprig.rag.generator import EMBEDDED, EmbeddedPrompt, Message, render_prompt
 from sprig.rag.prompt import entry, rag_messages
 from sprig.rag.refrag_projector import ChunkProjector, ProjectorSpec, shipped_projector
 
@@ -75,14 +75,14 @@ def block_offsets(prompt: str, messages: Sequence[Message], blocks: Sequence[Con
 
 def embedded_prompt(tokenizer, messages: Sequence[Message], blocks: Sequence[ContextBlock], spans: Sequence[np.ndarray],
                     expanded: np.ndarray, embeds) -> EmbeddedPrompt:
-    """The chat prompt of ``messages`` as decoder input positions: its tokens, except that the tokens of each
-    compressed chunk (``expanded`` False; chunks of all blocks in order, ``spans`` per block) become one
-    position fed that chunk's row of ``embeds`` (rows in the order of the compressed chunks). A prompt token
-    belongs to the chunk that holds its last character; tokens outside every chunk are the scaffold."""
-    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # what apply_chat_template(tokenize=True) does
-    tokens, offsets = np.asarray(enc["input_ids"]), np.asarray(enc["offset_mapping"]).reshape(-1, 2)
-    bounds = np.concatenate([o + s for o, s in zip(block_offsets(text, messages, blocks), spans)])  # [chunks, 2] in the prompt
+    """The prompt of ``messages`` (``render_prompt``: what ``none`` feeds) as decoder input positions: its tokens,
+    except that the tokens of each compressed chunk (``expanded`` False; chunks of all blocks in order, ``spans``
+    per block) become one position fed that chunk's row of ``embeds`` (rows in the order of the compressed
+    chunks). A prompt token belongs to the chunk that holds its last character; tokens outside every chunk are
+    the scaffold."""
+    rendered = render_prompt(tokenizer, messages)
+    tokens, offsets = np.asarray(rendered.ids), np.asarray(rendered.offsets).reshape(-1, 2)
+    bounds = np.concatenate([o + s for o, s in zip(block_offsets(rendered.text, messages, blocks), spans)])  # [chunks, 2] in the prompt
     last = offsets[:, 1] - 1
     chunk = np.searchsorted(bounds[:, 0], last, side="right") - 1
     inside = (offsets[:, 1] > offsets[:, 0]) & (chunk >= 0) & (last < bounds[np.maximum(chunk, 0), 1])
