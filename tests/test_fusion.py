@@ -41,6 +41,18 @@ def test_fuse_matches_reference(method, seed):
     np.testing.assert_allclose(fused.scores, [want[d] for d in want_order], rtol=1e-6)
 
 
+@pytest.mark.parametrize("k", [1, 7, 20, None])
+def test_ties_at_the_kth_score_keep_the_smallest_ids(k):
+    """RRF over runs of equal rank positions ties many candidates: the cut at k must still follow (-score, id)."""
+    rng = np.random.default_rng(k or 0)
+    runs = {name: {int(d): float(-r) for r, d in enumerate(rng.choice(40, size=15, replace=False))} for name in ("a", "b")}
+    fused = fuse({name: as_run(hits) for name, hits in runs.items()}, "rrf", k=k)
+    want = reference(runs, "rrf", {})
+    want_order = sorted(want, key=lambda d: (-want[d], d))[:k]
+    assert fused.ids.tolist() == want_order
+    assert fused.run_ranks.shape == (len(want_order), 2)
+
+
 def test_explain_reports_each_retrievers_rank_and_score():
     fused = fuse({"a": Run(np.array([7, 3]), np.array([2.0, 1.0])), "b": Run(np.array([3]), np.array([0.5]))}, "rrf")
     i = fused.ids.tolist().index(7)

@@ -1,5 +1,5 @@
-"""The FastAPI app factory. The lifespan opens the index, loads the generator once and puts the query
-encoders behind micro-batchers (sprig.api.batching); routes reach them through the dependencies in
+"""The FastAPI app factory. The lifespan opens the index and loads the generator once (the searcher batches
+concurrent requests' searches: sprig.retriever.combining); routes reach them through the dependencies in
 ``sprig.api.deps``. Routers are registered here, one line each."""
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 import sprig
-from sprig.api.batching import query_batching
 from sprig.api.limits import BodyLimitMiddleware
 from sprig.api.metrics import Metrics, MetricsMiddleware
 from sprig.api.openapi import served_openapi
@@ -46,8 +45,7 @@ def create_app(index_dir: str | Path | None = None, config: SprigConfig | None =
         app.state.searcher = searcher if searcher is not None else Searcher(index_dir, config, writable=True)
         app.state.answerer = Answerer.from_config(config, app.state.searcher)
         log.info("serving %s: %d passages, modes %s", app.state.searcher.dir, len(app.state.searcher.store), ", ".join(app.state.searcher.modes))
-        async with query_batching(app.state.searcher.encoders, config.server):  # /search, /answer and chat retrieval alike
-            yield
+        yield  # concurrent searches (/search, /answer and chat retrieval alike) are batched by the searcher (server.query_batch)
         if searcher is None:
             app.state.searcher.close()
 

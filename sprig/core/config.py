@@ -63,6 +63,7 @@ class SpladeConfig(BaseModel):
     query_top_k: int | None = Field(None, ge=0)
     threshold: float = Field(0.0, ge=0.0)  # drop weights at or below this
     batch_size: int = Field(32, ge=1)
+    query_batch_size: int = Field(8, ge=1)  # queries per forward pass: on CPU 8 cost ~15% less per query than 16 or 32 (api.md)
     vocab_chunk: int = Field(4096, ge=256)  # MLM-head columns per step (memory bound, not a quality knob)
     backbone: SpladeBackbone = "auto"
     gguf_file: str | None = None  # a .gguf file inside `model` (causal backbone; transformers dequantises it)
@@ -114,6 +115,7 @@ class DenseConfig(BaseModel):
     model: str = "default"  # sentence-transformers folder or HF id; "default" = all-MiniLM-L6-v2 wheel; "promptreps" = PromptReps' dense half
     max_length: int = Field(256, ge=8, le=8192)
     batch_size: int = Field(16, ge=1)  # CPU: 16 beat 64 by ~8% of a SciFact build (docs/benchmarks/encoding.md); on CUDA set a larger one
+    query_batch_size: int = Field(8, ge=1)  # queries per forward pass: on CPU 8 cost ~15% less per query than 16 or 32 (api.md)
     # The model's precision on CPU: bfloat16 for documents and queries; auto: documents (and sentences) only, where the
     # CPU has bf16 units (2x, cosine to float32 >= 0.99989 on scifact; docs/benchmarks/encoding.md), queries float32;
     # float32: the exact path. Recorded by an index (with what auto resolved to).
@@ -195,11 +197,8 @@ class ServerConfig(BaseModel):
     snippet_chars: int = Field(300, ge=0)
     max_new_tokens: int = Field(4096, ge=1, le=4096)  # the most an answer request may ask to generate
     cors_origins: list[str] = []  # browser origins allowed cross-origin (CORS); empty = no CORS headers at all
-    # Micro-batching (sprig/api/batching.py): concurrent requests' queries go through each model encoder together.
-    query_batch: int = Field(32, ge=1)  # most queued queries one batch takes; 1 = off (each request encodes its own query)
-    query_batch_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)  # under concurrent load, wait this long for more; 0 = take what is queued
-    query_bucket: int = Field(8, ge=1)  # queries per forward pass, length-sorted, so a short query is not padded to the longest
-    batched_encoders: list[EncoderKind] = ["splade", "dense", "promptreps"]  # those running a model per query (bm25, inference-free: a lookup)
+    # Micro-batching (sprig/retriever/combining.py): concurrent requests' searches run as one batch, one encoder call per model.
+    query_batch: int = Field(32, ge=1)  # most concurrent searches one batch takes; 1 = off (each request searches alone)
 
 
 class GeneratorConfig(BaseModel):

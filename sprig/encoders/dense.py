@@ -91,7 +91,7 @@ class DenseEncoder:
         dtype = torch.bfloat16 if self.device == "cuda" or self.cpu_dtype == "bfloat16" else torch.float32
         self.model = self.model.to(device=self.device, dtype=dtype).eval()
         self.max_length = config.max_length
-        self.batch_size = config.batch_size
+        self.batch_size, self.query_batch_size = config.batch_size, config.query_batch_size
         self.dim = int(self.model.config.hidden_size)
 
     def settings(self) -> dict:
@@ -103,7 +103,7 @@ class DenseEncoder:
         return f"{self.device}, bfloat16" if self.device != "cpu" else f"cpu, {self.doc_dtype}, {torch.get_num_threads()} torch thread(s)"
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        return self.encode([self.spec.query_prompt + t for t in texts], progress, "dense queries")
+        return self.encode([self.spec.query_prompt + t for t in texts], progress, "dense queries", batch_size=self.query_batch_size)
 
     @functools.cached_property
     def doc_model(self):
@@ -118,13 +118,16 @@ class DenseEncoder:
         threads (on an idle 2-core box two one-thread workers ran at 0.56x of one two-thread loop; encoding.md)."""
         return self.encode([self.spec.document_prompt + t for t in texts], progress, "dense docs", workers, self.doc_model)
 
-    def encode(self, texts: Sequence[str], progress: bool = False, label: str = "dense", workers: int = 1, model=None) -> np.ndarray:
-        """float32 [len(texts), dim] through ``model`` (default: the query model); with ``workers`` > 1, batches run
-        on that many threads (sprig.encoders.batching)."""
+    def encode(self, texts: Sequence[str], progress: bool = False, label: str = "dense", workers: int = 1, model=None,
+               batch_size: int | None = None) -> np.ndarray:
+        """float32 [len(texts), dim] through ``model`` (default: the query model), ``batch_size`` texts per forward
+        pass (default: the documents' ``batch_size``); with ``workers`` > 1, batches run on that many threads
+        (sprig.encoders.batching)."""
         model = self.model if model is None else model
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         lengths = token_lengths(self.tokenizer, texts, self.max_length)
-        for idx, vecs in map_batches(self._tokens, lambda batch: self._vectors(model, batch), texts, self.batch_size, workers, progress, label, lengths):
+        for idx, vecs in map_batches(self._tokens, lambda batch: self._vectors(model, batch), texts, batch_size or self.batch_size, workers,
+                                     progress, label, lengths):
             out[idx] = vecs
         return out
 

@@ -154,7 +154,7 @@ class SpladeEncoder:
     def _configure(self, config: SpladeConfig, vocab: list[str]) -> None:
         """The options every backbone shares, and the text of each vocabulary id (for explanations)."""
         self.doc_max_length, self.query_max_length = config.doc_max_length, config.query_max_length
-        self.batch_size, self.vocab_chunk = config.batch_size, config.vocab_chunk
+        self.batch_size, self.query_batch_size, self.vocab_chunk = config.batch_size, config.query_batch_size, config.vocab_chunk
         (self.doc_top_k, self.query_top_k), self.threshold = config.top_k(self.backbone), config.threshold
         self.vocab_size, self.vocab = len(vocab), vocab
         # bfloat16: documents and queries (the weight is stored so); auto: documents only, where the CPU has bf16
@@ -192,7 +192,8 @@ class SpladeEncoder:
         return self._encode(texts, self.doc_max_length, self.doc_top_k, progress, "SPLADE docs", workers or cpu_workers(self.device))
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:
-        return self._encode(texts, self.query_max_length, self.query_top_k, progress, "SPLADE queries", documents=False)
+        return self._encode(texts, self.query_max_length, self.query_top_k, progress, "SPLADE queries", documents=False,
+                            batch_size=self.query_batch_size)
 
     @torch.inference_mode()
     def pooled(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
@@ -214,20 +215,22 @@ class SpladeEncoder:
         return splade_pool(hidden[mask], mask.sum(1).tolist(), weight, self.bias, self.vocab_chunk)
 
     def _encode(self, texts: Sequence[str], max_length: int, top_k: int, progress: bool, label: str, workers: int = 1,
-                documents: bool = True) -> list[SparseVec]:
-        """Length-sorted batches; on ``workers`` > 1 CPU threads (masked LMs), one document at a time per worker."""
+                documents: bool = True, batch_size: int | None = None) -> list[SparseVec]:
+        """Length-sorted batches of ``batch_size`` (default: the documents'); on ``workers`` > 1 CPU threads (masked
+        LMs), one document at a time per worker."""
         out: list[SparseVec] = [SparseVec.empty()] * len(texts)
+        batch_size = batch_size or self.batch_size
         if self.backbone == "masked":
             @torch.inference_mode()  # grad mode is per thread: set it in the worker
             def compute(batch) -> list[SparseVec]:
                 weight = self._doc_weight() if documents else self.weight
                 return to_sparse_vecs(self._pool(batch, weight, rows=workers > 1), top_k, self.threshold)
 
-            batches = map_batches(lambda texts: self._tokens(texts, max_length), compute, texts, self.batch_size, workers, progress, label,
+            batches = map_batches(lambda texts: self._tokens(texts, max_length), compute, texts, batch_size, workers, progress, label,
                                   token_lengths(self.tokenizer, texts, max_length))
         else:  # its own tokenisation inside pooled: one thread
             batches = map_batches(list, lambda batch: to_sparse_vecs(self.pooled(batch, max_length), top_k, self.threshold),
-                                  texts, self.batch_size, 1, progress, label)
+                                  texts, batch_size, 1, progress, label)
         for idx, vecs in batches:
             for i, vec in zip(idx, vecs):
                 out[i] = vec

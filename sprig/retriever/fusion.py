@@ -20,6 +20,7 @@ import numpy as np
 
 from sprig.core.config import FUSION_METHODS, FusionConfig, FusionMethod
 from sprig.core.errors import SprigError
+from sprig.retriever.brute import top_k
 
 DEFAULTS = FusionConfig()  # defaults are read from the config section, their one home
 
@@ -91,7 +92,7 @@ def fuse(
     if not non_empty:
         empty = np.zeros(0)
         return Fused(empty.astype(np.int64), empty, names, np.zeros((0, len(names))), np.zeros((0, len(names)), np.int32))
-    uniq, inverse = np.unique(np.concatenate(non_empty), return_inverse=True)
+    uniq, inverse = np.unique(np.concatenate(non_empty), return_inverse=True)  # sorted: a position order is an id order
     total = np.zeros(uniq.size, dtype=np.float64)
     run_scores = np.full((uniq.size, len(names)), np.nan)
     run_ranks = np.zeros((uniq.size, len(names)), dtype=np.int32)
@@ -107,5 +108,5 @@ def fuse(
         total[rows] += float(weights.get(name, 1.0)) * contribution(np.asarray(run.scores), ranks, rrf_k)
         run_scores[rows, j] = run.scores
         run_ranks[rows, j] = ranks
-    order = np.lexsort((uniq, -total))[: k if k is not None else None]
+    order = top_k(total, uniq.size if k is None else k)[0]  # (-total, position) = (-total, id): the tie rule, without sorting all
     return Fused(uniq[order], total[order], names, run_scores[order], run_ranks[order])

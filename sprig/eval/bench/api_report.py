@@ -42,7 +42,7 @@ def write_report(results: dict, path: Path) -> None:
         f"What: `sprig serve` (FastAPI + uvicorn, one process per server) over `{s['index']}` (SPLADE-tiny, BM25 and MiniLM, built",
         "with the defaults), driven by a closed-loop async httpx client: C clients each send the next request as soon",
         "as the previous one returns (k=10, explanations on), queries cycling through SciFact's queries. Micro-batching",
-        "(sprig/api/batching.py) encodes the queries of concurrent requests together; the same index is also served with it",
+        "(sprig/retriever/combining.py) searches concurrent requests' queries as one batch; the same index is also served with it",
         "off (`server.query_batch=1`: each request encodes its own query, the code before micro-batching). Both servers, and",
         "the inference-free one, were up for the whole run and measured interleaved: for each concurrency every cell ran",
         f"{s['slices']} slices of {s['seconds'] / s['slices']:.0f} s, round-robin, each after {s['warmup']:.0f} s of warm-up, so load from other jobs fell on",
