@@ -124,8 +124,7 @@ def merge(data: Path, reports: Sequence[dict]) -> dict:
         if report["questions"] != len(items):
             raise ValueError(f"a report covers {report['questions']} questions, not the {len(items)} of articles 16-23")
         for row, m in report["rows"].items():
-            answers = [m["answers"][q.qid] for q in items]
-            f1s[row] = np.array([100 * best(f1, strip_citations(a), q.answers) for q, a in zip(items, answers)])
+            f1s[row] = question_f1(items, [m["answers"][q.qid] for q in items])
             metrics[row] = {k: v for k, v in m.items() if not k.startswith("F1_vs_none")}
     add_paired_to_none(metrics, f1s)
     first = reports[0]
@@ -137,10 +136,15 @@ def merge(data: Path, reports: Sequence[dict]) -> dict:
             "merged": [{"command": r["command"], "wall_s": r["wall_s"], "provenance": r["provenance"]} for r in reports]}
 
 
+def question_f1(items, answers: list[str]) -> np.ndarray:
+    """F1 (x100, best over the gold answers, citations removed) per question."""
+    return np.array([100 * best(f1, strip_citations(a), q.answers) for q, a in zip(items, answers)])
+
+
 def score(items, answers: list[str], entries: list[tuple[Prompt, Compressed | None]]) -> tuple[dict, np.ndarray]:
     """EM / F1 (x100) with bootstrap intervals and the row's mean decoder positions; and F1 per question."""
     em = [100 * best(exact_match, strip_citations(a), q.answers) for q, a in zip(items, answers)]
-    f = np.array([100 * best(f1, strip_citations(a), q.answers) for q, a in zip(items, answers)])
+    f = question_f1(items, answers)
     (em_mean, em_ci), (f1_mean, f1_ci) = mean_ci(em), mean_ci(f)
     context = [c.output_tokens for _, c in entries if c is not None]
     retrieved = [c.input_tokens for _, c in entries if c is not None]
