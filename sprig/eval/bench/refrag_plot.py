@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sprig.eval.bench.refrag import SIZES
 
 from sprig.eval.bench.refrag_eval import matched_row, refrag_row
 from sprig.eval.bench.refrag_ttft import ROWS as TTFT_ROWS
@@ -55,11 +54,11 @@ def plot_f1_vs_positions(quality: dict, path: Path) -> None:
     rows = quality["rows"]
     fig, ax = plt.subplots(figsize=(6.5, 5.2))
     _reference_lines(ax, rows)
-    for k in SIZES:
+    sizes = sorted({int(r.split("@")[0].removeprefix("refrag-k")) for r in rows if r.startswith("refrag-k")})
+    for k in sizes:
         line = [rows[r] for r in sorted((r for r in rows if r.startswith(f"refrag-k{k}@")), key=lambda r: float(r.split("@")[1]))]
-        if line:
-            ax.errorbar([m["context_positions"] for m in line], [m["F1"] for m in line], yerr=_yerr(line), fmt="o-", capsize=3,
-                        label=f"refrag k={k}, p = 0 / 0.1 / 0.25")
+        ax.errorbar([m["context_positions"] for m in line], [m["F1"] for m in line], yerr=_yerr(line), fmt="o-", capsize=3,
+                    label=f"refrag k={k}, p = 0 / 0.1 / 0.25")
     for row, marker in (("none", "s"), (matched_row(), "D")):
         if row in rows:
             m = rows[row]
