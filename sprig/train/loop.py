@@ -79,7 +79,8 @@ def step_losses(student: SiameseStudent, batch: Batch, config: TrainConfig, pena
 
 
 def train_student(student: SiameseStudent, queries: list[TrainingQuery], dev: DevSet, config: TrainConfig, progress: bool = True) -> Trained:
-    """Train in place; the student ends with the weights of its best dev evaluation (step 0 included)."""
+    """Train in place; the student ends with the weights of its best dev evaluation (step 0 included unless
+    ``keep_untrained`` is off)."""
     from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(config.seed)

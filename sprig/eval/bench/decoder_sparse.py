@@ -23,6 +23,7 @@ from sprig.encoders.factory import make_encoder
 from sprig.eval.beir import run_beir
 from sprig.eval.bench.train_sparse import TestSet, score
 from sprig.eval.provenance import provenance
+from sprig.index.sparse import SparseIndex
 from sprig.indexer.build import build_index
 
 METRICS = ("nDCG@10", "R@100", "MRR@10")
@@ -33,14 +34,9 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _index_bytes(index: Path) -> int:
-    return sum(p.stat().st_size for p in (index / "sparse").rglob("*") if p.is_file())
-
-
 def echo_splade(data: Path, model: str, device: str, scratch: Path) -> dict:
     """Untrained echo SPLADE: exact search over the whole test corpus, with the stated top-k prune."""
-    config = SprigConfig(device=device, splade={"model": model, "batch_size": 64},
-                         index={"sparse": "splade", "dense": False, "sentence_vectors": False})
+    config = SprigConfig(device=device, splade={"model": model, "batch_size": 64})
     test = TestSet(data)
     encoder = make_encoder("splade", config)
     _sync()
@@ -48,10 +44,9 @@ def echo_splade(data: Path, model: str, device: str, scratch: Path) -> dict:
     doc_vecs = encoder.encode_documents(test.texts)
     _sync()
     seconds = time.perf_counter() - start
-    index = scratch / f"{data.name}-echo-index"
-    build_index(data, index, config, progress=False)
+    index = SparseIndex.create(scratch / f"{data.name}-echo-sparse", doc_vecs, np.arange(len(doc_vecs)), encoder.vocab_size)
     return score(test, encoder, doc_vecs) | {"docs_per_s": round(len(test.texts) / seconds, 1),
-                                             "sparse_index_bytes": _index_bytes(index), "top_k": list(config.splade.top_k("causal"))}
+                                             "sparse_index_bytes": index.nbytes, "top_k": list(config.splade.top_k("causal"))}
 
 
 def promptreps(data: Path, model: str, device: str, scratch: Path) -> dict:
@@ -71,7 +66,7 @@ def promptreps(data: Path, model: str, device: str, scratch: Path) -> dict:
     test, sparse = TestSet(data), make_encoder("promptreps", config)
     exact = score(test, sparse, sparse.encode_documents(test.texts))  # the same figures as the index, plus postings
     rows["promptreps"] |= {k: exact[k] for k in ("nnz_doc", "nnz_query", "postings_per_query")}
-    return {"rows": rows, "index_docs_per_s": round(built.passages / seconds, 1), "sparse_index_bytes": _index_bytes(index)}
+    return {"rows": rows, "index_docs_per_s": round(built.passages / seconds, 1), "sparse_index_bytes": sum(p.stat().st_size for p in (index / "sparse").rglob("*") if p.is_file())}
 
 
 def query_latency(model: str, queries: list[str]) -> dict:

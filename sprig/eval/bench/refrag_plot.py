@@ -23,14 +23,8 @@ def joined_rows() -> dict[str, str]:
 
 
 def plot_f1_vs_ttft(quality: dict, ttft: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows, times = quality["rows"], ttft["rows"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    _reference_lines(ax, rows)
+    fig, ax = _figure(rows, 4.2)
     xs = [0.0]
     for gpu_row, cpu_row in joined_rows().items():
         if gpu_row in rows and cpu_row in times:
@@ -46,14 +40,8 @@ def plot_f1_vs_ttft(quality: dict, ttft: dict, path: Path) -> None:
 
 
 def plot_f1_vs_positions(quality: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = quality["rows"]
-    fig, ax = plt.subplots(figsize=(6.5, 5.2))
-    _reference_lines(ax, rows)
+    fig, ax = _figure(rows, 5.2)  # taller: the legend goes under the axes
     sizes = sorted({int(r.split("@")[0].removeprefix("refrag-k")) for r in rows if r.startswith("refrag-k")})
     for k in sizes:
         line = [rows[r] for r in sorted((r for r in rows if r.startswith(f"refrag-k{k}@")), key=lambda r: float(r.split("@")[1]))]
@@ -70,6 +58,18 @@ def plot_f1_vs_positions(quality: dict, path: Path) -> None:
     ax.set_title("REFRAG on SmolLM2-135M: F1 against context positions")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # under the axes: the points fill them
     _save(fig, ax, path)
+
+
+def _figure(rows: dict, height: float):
+    """A figure (off screen) with closed-book and oracle F1 as reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, height))
+    _reference_lines(ax, rows)
+    return fig, ax
 
 
 def _reference_lines(ax, rows: dict) -> None:

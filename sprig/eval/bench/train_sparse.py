@@ -6,7 +6,7 @@ On the GPU machine (each invocation must fit 10 minutes; the teacher files come 
 A lambda_d sweep: ``--flops-doc 1e-5 3e-5 1e-4`` trains every run at each value (rows "RUN-fd1e-05-sN");
 ``--override '{"flops_warmup": 1.0, "time_limit_s": 60}'`` ramps FLOPS over the whole run and bounds each run's
 training, and ``--stop-after S`` starts no run after S seconds, so an invocation ends inside its window with its
-finished rows written (.device/bin/train.sh runs the grid that way). CPU smoke test of the same path (minutes): add
+finished rows written (tools/gpu/call-a.sh runs the grid that way). CPU smoke test of the same path (minutes): add
 --device cpu --steps 3 --max-docs 300 --max-queries 20.
 
 Training selects on nfcorpus dev (sprig.train); test qrels are read only here, after training. Each model is loaded
