@@ -150,6 +150,18 @@ def test_fit_trains_the_projector_alone_and_accuracy_rises(generator):
     assert fit(generator.model, projector, sampler(examples, 4, 0), steps=1000, lr=1e-3, max_seconds=0.0) == []
 
 
+
+def test_fit_skips_a_non_finite_step_and_keeps_the_weights_finite(generator):
+    """One batch whose chunk vector is NaN: that step is recorded as NaN and skipped, the others still train."""
+    torch.manual_seed(0)
+    projector = ChunkProjector(SPEC.__class__(generator.label, 64, "v", 32, 4))
+    good = continuation([EMBEDDED], np.eye(32, dtype=np.float32)[:1], [200, 300])
+    bad = continuation([EMBEDDED], np.full((1, 32), np.nan, dtype=np.float32), [200, 300])
+    batches = iter([[good], [bad], [good]])
+    losses = fit(generator.model, projector, lambda _progress: next(batches), steps=3, lr=1e-2)
+    assert np.isfinite(losses[0]) and np.isnan(losses[1]) and np.isfinite(losses[2])
+    assert all(torch.isfinite(p).all() for p in projector.parameters())
+
 # --- benchmark helpers --------------------------------------------------------------------------------------
 def test_batched_generation_answers_as_the_answer_path(generator):
     refrag = compressor(generator, 8)

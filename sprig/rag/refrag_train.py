@@ -115,7 +115,7 @@ def token_accuracy(model, projector: ChunkProjector, examples: Sequence[Example]
 def fit(model, projector: ChunkProjector, next_batch: Callable[[float], list[Example]], steps: int, lr: float,
         max_seconds: float | None = None, stage: str = "") -> list[float]:
     """Train ``projector`` (the decoder frozen) for ``steps`` steps or ``max_seconds``, whichever ends first; the
-    loss of every step. ``next_batch(progress)`` gives a step's examples, progress in [0, 1) (curricula)."""
+    loss of every step (NaN for a step skipped as non-finite). ``next_batch(progress)`` gives a step's examples, progress in [0, 1) (curricula)."""
     model.eval().requires_grad_(False)
     projector.train()
     optimizer = torch.optim.AdamW(projector.parameters(), lr=lr)
@@ -132,10 +132,14 @@ def fit(model, projector: ChunkProjector, next_batch: Callable[[float], list[Exa
         loss = torch.nn.functional.cross_entropy(logits, targets)
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
-        optimizer.step()
+        # A non-finite loss or gradient (seen with Gemma 3 in bf16 on long QA prompts) would turn every weight into
+        # NaN for good: skip that step, and record it as NaN so the stage report counts it.
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)):
+            optimizer.step()
+            losses.append(loss.item())
+        else:
+            losses.append(float("nan"))
         schedule.step()
-        losses.append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     bar.close()

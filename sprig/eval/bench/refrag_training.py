@@ -10,6 +10,7 @@ before training and after each stage.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -92,8 +93,9 @@ def plans_for(stages: Sequence[str], steps: str | None = None, minutes: str | No
 def _stage_report(losses: list[float], batch_size: int, seconds: float, examples: list[Example] | None = None) -> dict:
     """Steps, time and loss (first step, mean of the last 20) of a stage; with its fixed ``examples``, their
     count and decoder positions, and about how many positions the stage read (the paper counts tokens)."""
-    report = {"steps": len(losses), "batch_size": batch_size, "seconds": round(seconds, 1), "first_loss": losses[0] if losses else None,
-              "last_loss": sum(losses[-20:]) / len(losses[-20:]) if losses else None}
+    finite = [v for v in losses if math.isfinite(v)]
+    report = {"steps": len(losses), "batch_size": batch_size, "seconds": round(seconds, 1), "first_loss": finite[0] if finite else None,
+              "last_loss": sum(finite[-20:]) / len(finite[-20:]) if finite else None, "skipped_non_finite": len(losses) - len(finite)}
     if examples:
         positions = sum(len(e.ids) for e in examples)
         report |= {"examples": len(examples), "example_positions": positions,

