@@ -60,6 +60,16 @@ def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     return logits if not cap else cap * torch.tanh(logits / cap)
 
 
+def attention_implementation(config, device: str) -> str | None:
+    """"eager" for a model with sliding-window layers (Gemma 2 and 3) on CUDA, else transformers' default (sdpa).
+    In a padded batch such a layer can leave a position with every key of its window masked; eager's additive
+    mask keeps that row finite where CUDA's SDPA kernels may return NaN, which then spreads through the batch
+    (Gemma 3 270M's rows of 2026-12-07 on one H100: random rankings and a NaN training loss under sdpa, while CPU
+    batches match one-at-a-time encoding; docs/benchmarks/decoder-sparse.md)."""
+    windowed = "sliding_attention" in (getattr(config, "layer_types", None) or [])
+    return "eager" if device == "cuda" and windowed else None
+
+
 def dequantised(model_dir: str, gguf_file: str) -> str:
     """A safetensors copy of a GGUF checkpoint, written aside and renamed into place on first use."""
     gguf_path = Path(model_dir) / gguf_file
@@ -136,12 +146,14 @@ def load_causal_lm(model: str | None, gguf_file: str | None, device: str, purpos
     expected = f"{purpose} needs a causal language model with its LM head (AutoModelForCausalLM{', from GGUF' if gguf else ''})"
     try:
         path = dequantised(folder, gguf) if gguf else folder
-        architectures = AutoConfig.from_pretrained(path).architectures or []
+        config = AutoConfig.from_pretrained(path)
+        architectures = config.architectures or []
         if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
             raise SprigError(f"'{name}' is a {', '.join(architectures)}, not a causal language model; {expected}")
         tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        lm, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True)
+        lm, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True,
+                                                        attn_implementation=attention_implementation(config, device))
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise SprigError(f"cannot load '{name}': {first}; {expected}") from None

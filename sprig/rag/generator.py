@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sprig.core.errors import SprigError
-from sprig.encoders.causal_lm import dequantised, locate
+from sprig.encoders.causal_lm import attention_implementation, dequantised, locate
 from sprig.encoders.chunk_vectors import decoder_label
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
@@ -118,7 +118,7 @@ class Generator:
         """``sparse_attention``: keyword arguments of ``sprig.rag.sparse_attention.apply_sparse_attention``,
         applied once after loading (a model transform, as gpt-fast applies its features); None = dense."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         model, gguf_file = locate(model, gguf_file)  # "default", or a path to a .gguf file, -> folder and file
         self.name = f"{model}/{gguf_file}" if gguf_file else model
@@ -126,7 +126,8 @@ class Generator:
         path = dequantised(model, gguf_file) if gguf_file else model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+            attention = attention_implementation(AutoConfig.from_pretrained(path), device)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attention).to(device).eval()
         except OSError as exc:
             raise SprigError(f"cannot load generator '{self.name}': {exc}") from None
         if sparse_attention is not None:

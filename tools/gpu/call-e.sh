@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Device call E (after stage.sh with Gemma's parts and MiniLM): REFRAG with Gemma 3 270M as the decoder at k = 16
 # alone, one process per GPU job and few at once (call D's eight ran out of memory on one H100): the rows that need
-# no projector; and the projector's stages a -> b -> c (shortened budgets), then its rows in two processes.
+# no projector; and the projector's stages a -> b -> c (shortened budgets), then its rows in two processes; beside
+# them call D's untrained Gemma 3 retrieval rows again (sliding-window models now load with eager attention on CUDA).
 # Outputs in $OUT/e.tgz; then `python -m sprig.eval.bench.refrag merge`. Usage: bash tools/gpu/call-e.sh [SECONDS]
 set -u
 LIMIT=${1:-540}; O=/tmp/e; R=.device/refrag; G=/tmp/gemma.gguf; P=/tmp/e/refrag
@@ -19,6 +20,10 @@ ev base "" closed-book,oracle,none &
   ev k16b 16 refrag-k16@0.1,recomp-extractive=refrag-k16@0.1 &
   wait
 ) &
+for d in scifact nfcorpus; do
+  run untrained-gemma-$d python3 -m sprig.eval.bench.decoder_sparse --data .device/data --model $G --out $O/gemma-$d \
+    --scratch /tmp/ds-gemma-$d $d &
+done
 gpu_use 120
 wait
 tar -C /tmp -czf $OUT/e.tgz e
