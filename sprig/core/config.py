@@ -197,6 +197,10 @@ class ServerConfig(BaseModel):
     snippet_chars: int = Field(300, ge=0)
     max_new_tokens: int = Field(4096, ge=1, le=4096)  # the most an answer request may ask to generate
     cors_origins: list[str] = []  # browser origins allowed cross-origin (CORS); empty = no CORS headers at all
+    # Seconds an idle keep-alive connection stays open (uvicorn's timeout_keep_alive, 5 by default). Longer than any
+    # common client pool keeps one idle (httpx 5 s, aiohttp 15 s), so the client always closes first: with equal
+    # timers a client can send on a connection the server is closing, and gets a ReadError (issue 22).
+    keep_alive_s: int = Field(75, ge=1)
     # Micro-batching (sprig/retriever/combining.py): concurrent requests' searches run as one batch, one encoder call per model.
     query_batch: int = Field(32, ge=1)  # most concurrent searches one batch takes; 1 = off (each request searches alone)
 

@@ -11,20 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sprig.core.types import SparseVec, to_csr
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best columns of one score row as (rows, scores): score descending, then row ascending."""
-    k = min(k, scores.size)
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    part = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
-    # Rows that tie with the k-th score but fell outside the partition must compete on row number.
-    kth = scores[part].min()
-    cand = np.union1d(part, np.flatnonzero(scores == kth))
-    order = np.lexsort((cand, -scores[cand]))[:k]
-    best = cand[order]
-    return best.astype(np.int64), scores[best].astype(np.float32)
+from sprig.index.topk import top_k
 
 
 class SparseBruteForce:

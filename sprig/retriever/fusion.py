@@ -20,7 +20,7 @@ import numpy as np
 
 from sprig.core.config import FUSION_METHODS, FusionConfig, FusionMethod
 from sprig.core.errors import SprigError
-from sprig.retriever.brute import top_k
+from sprig.index.topk import top_k
 
 DEFAULTS = FusionConfig()  # defaults are read from the config section, their one home
 

@@ -43,9 +43,16 @@ def terms_per_document(query: SparseVec, docs: Sequence[SparseVec], vocab: Seque
     first = np.searchsorted(owner[order], owner[order])  # where each row's document starts in ``order``
     order = order[np.arange(order.size) - first < top]
     out: list[list[dict]] = [[] for _ in docs]
-    for d, t, q, w, c in zip(owner[order].tolist(), ids[order].tolist(), query_w[order].tolist(), doc_w[order].tolist(), products[order].tolist()):
-        out[d].append({"term": vocab[t], "query_weight": round(q, 4), "doc_weight": round(w, 4), "contribution": round(c, 4)})
+    q, w, c = (_round4(x[order]) for x in (query_w, doc_w, products))
+    for d, t, qw, dw, pc in zip(owner[order].tolist(), ids[order].tolist(), q, w, c):
+        out[d].append({"term": vocab[t], "query_weight": qw, "doc_weight": dw, "contribution": pc})
     return out
+
+
+def _round4(x: np.ndarray) -> list[float]:
+    """``[round(float(v), 4) for v in x]`` for float32 ``x`` in one numpy call: exactly equal, since a float32 times
+    10^4 is exact in float64 and rint rounds half to even as ``round`` does (a call per value cost ~0.2 ms a hit list)."""
+    return np.round(x.astype(np.float64), 4).tolist()
 
 
 class Searcher:

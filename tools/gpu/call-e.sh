@@ -20,7 +20,7 @@ ev base "" closed-book,oracle,none &
   ev k16b 16 refrag-k16@0.1,recomp-extractive=refrag-k16@0.1 &
   wait
 ) &
-for d in scifact nfcorpus; do
+for d in ${SETS:-scifact nfcorpus}; do
   run untrained-gemma-$d python3 -m sprig.eval.bench.decoder_sparse --data .device/data --model $G --out $O/gemma-$d \
     --scratch /tmp/ds-gemma-$d $d &
 done

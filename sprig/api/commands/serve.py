@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from sprig.api.commands.common import add_config_args, config_from_args, default
 from sprig.api.commands.search_args import add_fusion_args, fusion_overrides
+from sprig.core.config import ServerConfig
 from sprig.core.errors import SprigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}  # any other bind address is reachable by others: writes need a key
 
@@ -38,10 +43,17 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.torch_threads)
     searcher = Searcher(args.index, config, writable=True)  # opened before binding: a bad index fails fast, in one line
-    server = uvicorn.Server(uvicorn.Config(create_app(config=config, searcher=searcher), host=config.server.host, port=config.server.port, log_level="info"))
+    server = uvicorn.Server(uvicorn_config(create_app(config=config, searcher=searcher), config.server))
     _announce(server, config.server.host)
     server.run()
     return 0
+
+
+def uvicorn_config(app, server: ServerConfig) -> uvicorn.Config:
+    """uvicorn's settings from ``server.*``: the one place they are passed on."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=server.host, port=server.port, timeout_keep_alive=server.keep_alive_s, log_level="info")
 
 
 def _announce(server, host: str) -> None:

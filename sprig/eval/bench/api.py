@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 import psutil
 
+from sprig.core.config import SprigConfig
 from sprig.corpus.readers import read_queries
 from sprig.eval.bench.api_report import write_report
 from sprig.eval.provenance import provenance
@@ -103,11 +104,18 @@ class Cell:
                 "server_cpu_share": round(self.server_cpu / self.seconds, 2), "load_avg": [round(min(self.load), 1), round(max(self.load), 1)]}
 
 
+def client_keepalive_s() -> float:
+    """Half the servers' keep-alive (they read the same environment): a connection the client still holds idle is
+    never one the server is closing. With equal timers (httpx's and uvicorn's 5 s defaults) a client starved of its
+    core could pick such a connection and send on it, and the request failed with a ReadError."""
+    return SprigConfig().server.keep_alive_s / 2
+
+
 async def _slice(cell: Cell, queries: list[str], seconds: float, warmup: float, offset: int) -> None:
     """One closed-loop slice: ``cell.concurrency`` clients back to back; completions inside the window count,
     and requests still out when it closes are dropped (the server finishes them during the next warm-up)."""
     c = cell.concurrency
-    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
+    limits = httpx.Limits(max_connections=c, max_keepalive_connections=c, keepalive_expiry=client_keepalive_s())
     async with httpx.AsyncClient(base_url=cell.server.url, timeout=cell.timeout, limits=limits) as client:
         start = time.perf_counter()
         measure_from, stop_at = start + warmup, start + warmup + seconds
