@@ -13,7 +13,7 @@ ev() {  # ev NAME SIZES ROWS
     --hits $R/hits.json --generator $G --device cuda --batch 48 --out $O/eval-$1
 }
 ev base "" closed-book,oracle,none &
-(
+[ "${TRAIN:-1}" = 1 ] && (  # TRAIN=0: only the rows without a projector and the retrieval rows
   run train-k16 python3 -m sprig.eval.bench.refrag train --k 16 --minutes ${MINUTES:-0.5,1,1} --data $R/data \
     --hits $R/hits.json --generator $G --device cuda --out $P
   ev k16a 16 refrag-k16@0,refrag-k16@0.25 &
