@@ -42,6 +42,15 @@ class SparseVec:
         return cls(uniq[keep].astype(np.int32), summed[keep])
 
     @classmethod
+    def trusted(cls, term_ids: np.ndarray, weights: np.ndarray) -> "SparseVec":
+        """Wrap arrays that already passed these checks (a vector read back from where one was written) without
+        repeating them: ~15 µs a vector, a third of a millisecond per hybrid hit list (issue 22)."""
+        vec = object.__new__(cls)
+        object.__setattr__(vec, "term_ids", term_ids)  # as a frozen dataclass's own __init__ does
+        object.__setattr__(vec, "weights", weights)
+        return vec
+
+    @classmethod
     def empty(cls) -> "SparseVec":
         return cls(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
 
