@@ -202,6 +202,22 @@ def test_transform_with_full_budget_decodes_like_dense(tiny_llama, monkeypatch):
     assert len(calls) == 19 * 2  # decode steps x sparse layers; prefill and layer 0 stay dense
 
 
+def test_remove_puts_back_the_dense_attention_the_model_had(tiny_llama):
+    """A model loaded with eager attention (sliding-window models on CUDA) gets eager back, not SDPA."""
+    from sprig.rag.sparse_attention import apply_sparse_attention, remove_sparse_attention
+
+    before = tiny_llama.config._attn_implementation
+    try:
+        tiny_llama.config._attn_implementation = "eager"
+        apply_sparse_attention(tiny_llama, page_size=16, budget=0.5, dense_layers=1)
+        apply_sparse_attention(tiny_llama, page_size=16, budget=0.5, dense_layers=1)  # twice: still remembers eager
+        remove_sparse_attention(tiny_llama)
+        assert tiny_llama.config._attn_implementation == "eager"
+    finally:
+        tiny_llama.config._attn_implementation = before
+        tiny_llama.sprig_dense_attention = before
+
+
 def test_transform_keeps_first_layers_dense_and_validates(tiny_llama):
     from sprig.rag.sparse_attention import (
         apply_sparse_attention,

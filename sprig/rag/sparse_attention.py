@@ -121,13 +121,15 @@ def apply_sparse_attention(
     spec = SparseSpec(page_size, budget, sink_pages, recent_pages)
     for layer in layers:
         layer.sprig_pages = PageSummaries(spec) if layer.layer_idx >= dense_layers else None
+    if model.config._attn_implementation != ATTENTION_NAME:  # what remove_sparse_attention puts back (eager for Gemma on CUDA)
+        model.sprig_dense_attention = model.config._attn_implementation
     model.config._attn_implementation = ATTENTION_NAME
     return model
 
 
 def remove_sparse_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Undo :func:`apply_sparse_attention`: every layer back to dense SDPA."""
+    """Undo :func:`apply_sparse_attention`: every layer back to the dense attention the model had."""
     for layer in _attention_layers(model):
         layer.sprig_pages = None
-    model.config._attn_implementation = "sdpa"
+    model.config._attn_implementation = getattr(model, "sprig_dense_attention", "sdpa")
     return model
