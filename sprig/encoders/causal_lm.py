@@ -62,10 +62,10 @@ def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
 
 def attention_implementation(config, device: str) -> str | None:
     """"eager" for a model with sliding-window layers (Gemma 2 and 3) on CUDA, else transformers' default (sdpa).
-    In a padded batch such a layer can leave a position with every key of its window masked; eager's additive
-    mask keeps that row finite where CUDA's SDPA kernels may return NaN, which then spreads through the batch
-    (Gemma 3 270M's rows of 2026-12-07 on one H100: random rankings and a NaN training loss under sdpa, while CPU
-    batches match one-at-a-time encoding; docs/benchmarks/decoder-sparse.md)."""
+    Why: Gemma 3 270M's padded batches on one H100 under sdpa gave random rankings and a NaN training loss
+    (2026-12-07), while on CPU the same batches match one-at-a-time encoding under every SDPA kernel; eager
+    attention (an additive mask, one softmax) uses none of CUDA's SDPA kernels. docs/benchmarks/decoder-sparse.md;
+    tools/gpu/attention_check.py tells the two apart on a GPU."""
     windowed = "sliding_attention" in (getattr(config, "layer_types", None) or [])
     return "eager" if device == "cuda" and windowed else None
 
