@@ -207,8 +207,18 @@ class Batch:
         self.tensors = [torch.from_numpy(x).pin_memory() if pin else torch.from_numpy(x) for x in arrays]
 
 
+def tokenise(tok, texts: list[str], max_length: int, how: str) -> list[np.ndarray]:
+    """Token ids per text: "numpy" pads the chunk into one array and slices each row (one conversion), "lists"
+    takes the tokenizer's Python lists (one small array per text); the two runs of 2026-12-06 disagree on which
+    feeds the GPU faster, so the benchmark runs either (``--tokenise``)."""
+    if how == "lists":
+        return [np.asarray(ids, np.int64) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
+    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+    return [enc["input_ids"][i, :n] for i, n in enumerate(enc["attention_mask"].sum(1))]
+
+
 def batches(tok, texts: list[str], max_length: int, token_budget: int, packed: bool, pin: bool, out: queue.Queue,
-            stats: dict, chunk: int = 1024) -> None:
+            stats: dict, how: str = "numpy", chunk: int = 1024) -> None:
     """Tokenizer thread: texts -> batches of about ``token_budget`` tokens, packed in input order, or (padded)
     sorted by length within each chunk of texts and costed at their longest; CPU seconds into ``stats``."""
     pending: list[tuple[int, np.ndarray]] = []
@@ -225,8 +235,7 @@ def batches(tok, texts: list[str], max_length: int, token_budget: int, packed: b
 
     for start in range(0, len(texts), chunk):
         t0 = time.perf_counter()
-        enc = tok(texts[start : start + chunk], truncation=True, max_length=max_length, padding=True, return_tensors="np")
-        rows = [(start + i, enc["input_ids"][i, :n]) for i, n in enumerate(enc["attention_mask"].sum(1))]
+        rows = list(enumerate(tokenise(tok, texts[start : start + chunk], max_length, how), start))
         if not packed:
             rows.sort(key=lambda r: -len(r[1]))
         stats["tokenise_s"] += time.perf_counter() - t0
@@ -265,7 +274,7 @@ def convert(inbox: queue.Queue, results: list, stats: dict, device: str) -> None
 
 @torch.inference_mode()
 def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int, device: str, dtype,
-              packed: bool) -> tuple[list[SparseVec], dict, tuple]:
+              packed: bool, how: str = "numpy", dummy_mask: bool = True) -> tuple[list[SparseVec], dict, tuple]:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder)
@@ -273,8 +282,9 @@ def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int,
     model = AutoModelForMaskedLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device).eval()
     weight, bias = _detach_output_projection(model)
     # A 4-d mask is passed through as it is: without one, transformers inspects position_ids for packed
-    # sequences with a host sync per forward. varlen_attention ignores it (the spans are the mask).
-    no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
+    # sequences with a host sync per forward. varlen_attention ignores it (the spans are the mask). The second
+    # GPU run suspected it of slowing the body: ``dummy_mask`` False passes none (``--no-dummy-mask``).
+    no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device) if dummy_mask else None
 
     def body(b: Batch) -> torch.Tensor:
         """Packed token states [tokens, H] (the detached head's transform applied)."""
@@ -292,7 +302,7 @@ def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int,
                  "batches": 0, "tokens": 0, "padded_tokens": 0}
         results: list = [None] * len(chunk)
         inbox, outbox = queue.Queue(maxsize=8), queue.Queue(maxsize=4)
-        producer = threading.Thread(target=batches, args=(tok, chunk, max_length, token_budget, packed, device == "cuda", inbox, stats))
+        producer = threading.Thread(target=batches, args=(tok, chunk, max_length, token_budget, packed, device == "cuda", inbox, stats, how))
         consumer = threading.Thread(target=convert, args=(outbox, results, stats, device))
         producer.start(), consumer.start()
         marks = []
@@ -335,7 +345,8 @@ def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int,
     stats = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
     stats.update(docs=len(texts), seconds=round(seconds, 3), docs_per_s=round(len(texts) / seconds, 1), peak_gib=peak_gib(device),
                  attention="packed, flash varlen" if packed and device == "cuda" else "packed, SDPA per document" if packed else "padded buckets",
-                 padding_fraction=round(1 - stats["tokens"] / stats["padded_tokens"], 4), token_budget=token_budget)
+                 padding_fraction=round(1 - stats["tokens"] / stats["padded_tokens"], 4), token_budget=token_budget,
+                 tokenise=how, dummy_mask=dummy_mask)
     return out, stats, (sample[0], weight, bias)
 
 
@@ -399,12 +410,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=12, help="bert-base layers (fewer only for CPU smoke tests)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--padded", action="store_true", help="sprig: padded buckets even where varlen attention exists")
+    ap.add_argument("--tokenise", choices=["numpy", "lists"], default="numpy", help="sprig: the tokenizer thread's ids (tokenise())")
+    ap.add_argument("--no-dummy-mask", action="store_true", help="sprig, packed: pass no 4-d attention mask to the body")
     ap.add_argument("--paths", type=lambda v: v.split(","), default=["plain", "st", "sprig"],
                     help="comma-separated subset of plain,st,sprig")
     ap.add_argument("--out", default="splade-gpu.json")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here; pass --device cpu")
+    if args.no_dummy_mask and args.device != "cuda":  # on CPU the packed body would build a mask over every packed token
+        raise SystemExit("--no-dummy-mask: CUDA only (flash varlen attention); drop it for --device cpu")
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     packed = not args.padded and (varlen_attn is not None or args.device == "cpu")
     if packed:
@@ -433,7 +448,8 @@ def main() -> None:
                                                                   args.batch_size, args.device, dtype)
             if "sprig" in args.paths:
                 vecs["sprig"], row["sprig"], (sample, weight, bias) = run_sprig(folder, texts, args.max_length, args.token_budget,
-                                                                               args.device, dtype, packed)
+                                                                               args.device, dtype, packed, args.tokenise,
+                                                                               not args.no_dummy_mask)
                 row["head_alone"] = head_alone(sample, weight, bias, args.device)
             for key, got in vecs.items():
                 row[key]["nnz_per_doc"] = nnz(got)
