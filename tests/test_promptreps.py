@@ -95,6 +95,8 @@ def test_hybrid_index_build_and_search(tmp_path, encoder):
     report = build_index(write_corpus(tmp_path / "corpus.jsonl"), tmp_path / "idx", config, progress=False)
     searcher = Searcher(report.index_dir, SprigConfig(device="cpu"))
     assert searcher.retrievers == ["promptreps", "dense"] and searcher.default_mode() == "hybrid"
+    from sprig.index.sparse import SparseIndex  # where the decoder benchmark reads the sparse half's bytes
+    assert SparseIndex.open(report.index_dir / "sparse" / "promptreps", verify=False).nbytes > 0
     assert searcher.encoders.dense.encoder is encoder
     query = "does coffee prevent diabetes"
     hits = searcher.search(query, k=3)

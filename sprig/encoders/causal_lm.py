@@ -152,7 +152,7 @@ def load_causal_lm(model: str | None, gguf_file: str | None, device: str, purpos
             raise SprigError(f"'{name}' is a {', '.join(architectures)}, not a causal language model; {expected}")
         tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        lm, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, output_loading_info=True,
+        lm, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, output_loading_info=True,
                                                         attn_implementation=attention_implementation(config, device))
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__

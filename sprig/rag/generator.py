@@ -126,8 +126,9 @@ class Generator:
         path = dequantised(model, gguf_file) if gguf_file else model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            attention = attention_implementation(AutoConfig.from_pretrained(path), device)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attention).to(device).eval()
+            config = AutoConfig.from_pretrained(path)  # read once: it decides the attention, then builds the model
+            self.model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
+                                                              attn_implementation=attention_implementation(config, device)).to(device).eval()
         except OSError as exc:
             raise SprigError(f"cannot load generator '{self.name}': {exc}") from None
         if sparse_attention is not None:
