@@ -65,6 +65,9 @@ class SpladeConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     query_batch_size: int = Field(8, ge=1)  # queries per forward pass: on CPU 8 cost ~15% less per query than 16 or 32 (api.md)
     vocab_chunk: int = Field(4096, ge=256)  # MLM-head columns per step (memory bound, not a quality knob)
+    # Tokens per packed document batch where documents take the packed path (CUDA, masked LM, torch with varlen
+    # attention; sprig/encoders/packed.py), in place of batch_size; memory bound, not a quality knob
+    token_budget: int = Field(65_536, ge=1)
     backbone: SpladeBackbone = "auto"
     gguf_file: str | None = None  # a .gguf file inside `model` (causal backbone; transformers dequantises it)
     # Causal backbone: the input around the text; weights are pooled over the last {text} only, so two slots

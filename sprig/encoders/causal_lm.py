@@ -60,30 +60,30 @@ def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     return logits if not cap else cap * torch.tanh(logits / cap)
 
 
-def attention_implementation(config, device: str) -> str | None:
-    """"eager" for a model with sliding-window layers (Gemma 2 and 3) on CUDA, else transformers' default (sdpa).
-    Why: Gemma 3 270M's padded batches on one H100 under sdpa gave random rankings and a NaN training loss
-    (2026-12-07), while on CPU the same batches match one-at-a-time encoding under every SDPA kernel; eager
-    attention (an additive mask, one softmax) uses none of CUDA's SDPA kernels. docs/benchmarks/decoder-sparse.md;
-    tools/gpu/attention_check.py tells the two apart on a GPU."""
-    windowed = "sliding_attention" in (getattr(config, "layer_types", None) or [])
-    return "eager" if device == "cuda" and windowed else None
+def dequantised(model_dir: str, gguf_file: str, tokenizer_dir: str | None = None) -> str:
+    """A safetensors copy of a GGUF checkpoint, written aside and renamed into place on first use.
 
+    ``tokenizer_dir``: a folder whose tokenizer replaces the one transformers converts from the GGUF (for a host
+    whose transformers converts it wrongly; tools/gpu/stage.sh). The cache key holds transformers' version, since
+    the conversion is that version's."""
+    import transformers
 
-def dequantised(model_dir: str, gguf_file: str) -> str:
-    """A safetensors copy of a GGUF checkpoint, written aside and renamed into place on first use."""
     gguf_path = Path(model_dir) / gguf_file
     if not gguf_path.is_file():
         raise SprigError(f"GGUF file not found: {gguf_path}")
     st = gguf_path.stat()
-    key = hashlib.sha1(f"{gguf_path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{gguf_path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{transformers.__version__}".encode()).hexdigest()[:12]
     target = cache_dir() / "generators" / f"{gguf_path.stem}-{key}"
     if (target / "config.json").is_file():
         return str(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once into %s", gguf_path, target)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file)
+    if tokenizer_dir:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file)
+    check_subword(tokenizer, str(gguf_path))
     model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file)
     model.hf_quantizer = None  # the weights are plain float tensors now; let save_pretrained write them
     if hasattr(model.config, "quantization_config"):
@@ -99,6 +99,22 @@ def dequantised(model_dir: str, gguf_file: str) -> str:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return str(target)
+
+
+PROBE = "Retrieval finds the passages that answer a question about proteins."
+
+
+def check_subword(tokenizer, source: str) -> None:
+    """Refuse a tokenizer that splits English into characters. Why: transformers 5.17 converts Gemma 3's GGUF
+    tokenizer into one without merges (1 token per character; 5.25 converts it correctly), and a model reading
+    such tokens runs without error but answers and ranks at random (docs/benchmarks/decoder-sparse.md)."""
+    import transformers
+
+    words, tokens = len(PROBE.split()), len(tokenizer.tokenize(PROBE))
+    if tokens > 3 * words:
+        raise SprigError(f"transformers {transformers.__version__} converted the tokenizer of {source} into one that splits "
+                         f"text into characters ({tokens} tokens for {words} words); upgrade transformers, or pass a "
+                         "model folder that holds the tokenizer")
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,7 @@ def load_causal_lm(model: str | None, gguf_file: str | None, device: str, purpos
             raise SprigError(f"'{name}' is a {', '.join(architectures)}, not a causal language model; {expected}")
         tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        lm, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, output_loading_info=True,
-                                                        attn_implementation=attention_implementation(config, device))
+        lm, info = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=dtype, output_loading_info=True)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
         raise SprigError(f"cannot load '{name}': {first}; {expected}") from None

@@ -11,6 +11,8 @@ runs), then project in vocabulary chunks over the real tokens only, and pool as 
 log(1 + ReLU(.)) is monotonic and the bias is per column, max_t act(h_t·W_j + b_j) =
 act(max_t(h_t·W_j) + b_j): the activation touches [batch, vocab] values, not [batch, tokens, vocab].
 
+On CUDA (masked LMs, torch with varlen attention), documents go through sprig.encoders.packed: packed batches
+with no padding, tokenisation and SparseVec conversion on threads overlapped with the GPU, the fused head.
 On CPU, documents go through ``splade_pool_rows`` on one worker thread per core (sprig.encoders.batching):
 the same maxima, one document at a time over cache-sized vocabulary slices, and by default the product in
 bfloat16 where the CPU has bf16 units (``splade.cpu_head``; docs/benchmarks/encoding.md).
@@ -28,6 +30,7 @@ from sprig.core.config import Device, SpladeBackbone, SpladeConfig
 from sprig.core.errors import SprigError
 from sprig.core.models import default_splade, recorded, resolve
 from sprig.core.types import SparseVec
+from sprig.encoders import packed
 from sprig.encoders.batching import cpu_workers, map_batches, token_lengths
 from sprig.encoders.causal_lm import soft_cap
 from sprig.encoders.device_paths import cpu_precision, encoding_device
@@ -142,11 +145,17 @@ class SpladeEncoder:
     """
 
     backbone: SpladeBackbone = "masked"
+    packed_docs = False  # documents through sprig.encoders.packed (see __init__)
 
-    def __init__(self, config: SpladeConfig = SpladeConfig(), device: Device = "auto"):
+    def __init__(self, config: SpladeConfig = SpladeConfig(), device: Device = "auto", packed_docs: bool | None = None):
+        """``packed_docs``: None = packed batches where they are the fast path (``packed.available``: CUDA with
+        varlen attention) and the model passes the spans to its attention; True forces them (on CPU: the tests)."""
         self.name, self.recorded_model = resolve(config.model, default_splade), recorded(config.model)
         self.device = encoding_device(device)
         self.tokenizer, self.model = load_masked_lm(self.name, self.device)
+        self.packed_docs = packed.supports(self.model) and (packed.available(self.device) if packed_docs is None else packed_docs)
+        if self.packed_docs:
+            packed.use_varlen(self.model)  # padded batches (queries) still get SDPA with their padding mask
         self.weight, self.bias = _detach_output_projection(self.model)
         inverse = {i: t for t, i in self.tokenizer.get_vocab().items()}
         self._configure(config, [inverse.get(i, f"[unused{i}]") for i in range(self.weight.shape[0])])
@@ -155,6 +164,7 @@ class SpladeEncoder:
         """The options every backbone shares, and the text of each vocabulary id (for explanations)."""
         self.doc_max_length, self.query_max_length = config.doc_max_length, config.query_max_length
         self.batch_size, self.query_batch_size, self.vocab_chunk = config.batch_size, config.query_batch_size, config.vocab_chunk
+        self.token_budget = config.token_budget
         (self.doc_top_k, self.query_top_k), self.threshold = config.top_k(self.backbone), config.threshold
         self.vocab_size, self.vocab = len(vocab), vocab
         # bfloat16: documents and queries (the weight is stored so); auto: documents only, where the CPU has bf16
@@ -173,8 +183,15 @@ class SpladeEncoder:
     def path(self) -> str:
         """The encoding path documents take here, for `sprig index`'s log."""
         workers = cpu_workers(self.device)
+        if self.packed_docs:
+            from sprig.kernels import splade_head
+
+            head = "fused head" if splade_head.available(self.weight) else f"head in {str(self.weight.dtype).removeprefix('torch.')}"
+            attention = "flash varlen attention" if self.device == "cuda" else "SDPA per document"
+            batches = f"packed batches of ≤ {self.token_budget:,} tokens"
+            return f"{self.device}, {batches}, {attention}, {head}, tokenizer and conversion threads"
         if self.device != "cpu":
-            return f"{self.device}, bfloat16"
+            return f"{self.device}, bfloat16, length-sorted padded batches of {self.batch_size}"
         if self.backbone != "masked":  # its own model and head, one batch at a time
             return f"cpu, packed head in {str(self.weight.dtype).removeprefix('torch.')}, 1 worker thread"
         rows = "per-document head" if workers > 1 else "packed head"
@@ -188,7 +205,16 @@ class SpladeEncoder:
         }
 
     def encode_documents(self, texts: Sequence[str], progress: bool = False, workers: int | None = None) -> list[SparseVec]:
-        """``workers``: threads for the batches; None = one per torch thread on CPU (``cpu_workers``)."""
+        """``workers``: threads for the batches; None = one per torch thread on CPU (``cpu_workers``). Packed
+        documents ignore it (one GPU loop, with a tokenizer and a conversion thread)."""
+        if self.packed_docs:
+            weight = self._doc_weight()
+
+            def head(hidden: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+                return splade_pool(hidden, lengths, weight, self.bias, self.vocab_chunk)
+
+            return packed.PackedEncoder(self.model, self.tokenizer, head, self.device, self.token_budget).encode(
+                texts, self.doc_max_length, self.doc_top_k, self.threshold, progress, "SPLADE docs")
         return self._encode(texts, self.doc_max_length, self.doc_top_k, progress, "SPLADE docs", workers or cpu_workers(self.device))
 
     def encode_queries(self, texts: Sequence[str], progress: bool = False) -> list[SparseVec]:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sprig.core.errors import SprigError
-from sprig.encoders.causal_lm import attention_implementation, dequantised, locate
+from sprig.encoders.causal_lm import dequantised, locate
 from sprig.encoders.chunk_vectors import decoder_label
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
@@ -118,7 +118,7 @@ class Generator:
         """``sparse_attention``: keyword arguments of ``sprig.rag.sparse_attention.apply_sparse_attention``,
         applied once after loading (a model transform, as gpt-fast applies its features); None = dense."""
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model, gguf_file = locate(model, gguf_file)  # "default", or a path to a .gguf file, -> folder and file
         self.name = f"{model}/{gguf_file}" if gguf_file else model
@@ -126,9 +126,7 @@ class Generator:
         path = dequantised(model, gguf_file) if gguf_file else model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            config = AutoConfig.from_pretrained(path)  # read once: it decides the attention, then builds the model
-            self.model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32,
-                                                              attn_implementation=attention_implementation(config, device)).to(device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
         except OSError as exc:
             raise SprigError(f"cannot load generator '{self.name}': {exc}") from None
         if sparse_attention is not None:

@@ -121,7 +121,7 @@ def apply_sparse_attention(
     spec = SparseSpec(page_size, budget, sink_pages, recent_pages)
     for layer in layers:
         layer.sprig_pages = PageSummaries(spec) if layer.layer_idx >= dense_layers else None
-    if model.config._attn_implementation != ATTENTION_NAME:  # what remove_sparse_attention puts back (eager for Gemma on CUDA)
+    if model.config._attn_implementation != ATTENTION_NAME:  # what remove_sparse_attention puts back
         model.sprig_dense_attention = model.config._attn_implementation
     model.config._attn_implementation = ATTENTION_NAME
     return model

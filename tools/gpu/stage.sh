@@ -21,8 +21,8 @@ if ls /tmp/parts/gemma.* >/dev/null 2>&1; then  # Gemma 3 270M, when its parts w
 fi
 [ -d .device/refrag/data ] && for d in scifact nfcorpus; do ln -sfn $PWD/.device/data/$d .device/refrag/data/$d; done
 export PYTHONPATH=$S:$PWD SPRIG_CACHE=/tmp/sprig-cache
-for g in /tmp/smol.gguf /tmp/gemma.gguf; do  # dequantise once here, not in every process of the work calls
-  if [ -f $g ]; then python3 -c "from sprig.encoders.causal_lm import dequantised; print(dequantised('/tmp', '${g#/tmp/}'))"; fi
-done
+# dequantise once here, not in every process of the work calls; Gemma with the tokenizer converted by prepare.sh
+[ -f /tmp/smol.gguf ] && python3 -c "from sprig.encoders.causal_lm import dequantised; print(dequantised('/tmp', 'smol.gguf'))"
+[ -f /tmp/gemma.gguf ] && python3 -c "from sprig.encoders.causal_lm import dequantised; print(dequantised('/tmp', 'gemma.gguf', '/tmp/parts/gemma-tok'))"
 python3 -c "import sprig, faiss, gguf, Stemmer, ir_measures, pydantic, fastapi; print('imports ok')"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv

@@ -22,6 +22,11 @@ def joined_rows() -> dict[str, str]:
     return pairs
 
 
+def decoder_name(quality: dict) -> str:
+    """The decoder's file name without its extension (what `eval` recorded), for the titles."""
+    return Path(quality.get("decoder", "decoder")).stem
+
+
 def plot_f1_vs_ttft(quality: dict, ttft: dict, path: Path) -> None:
     rows, times = quality["rows"], ttft["rows"]
     fig, ax = _figure(rows, 4.2)
@@ -35,7 +40,7 @@ def plot_f1_vs_ttft(quality: dict, ttft: dict, path: Path) -> None:
     ax.set_xlim(0, 1.3 * max(xs) or 1)  # room for the labels right of the points
     ax.set_xlabel("time to first token, s (CPU time, one thread, mean of 100 questions)")
     ax.set_ylabel("F1 (squad-a articles 16-23, 95% CI)")
-    ax.set_title("REFRAG on SmolLM2-135M: F1 against TTFT")
+    ax.set_title(f"REFRAG on {decoder_name(quality)}: F1 against TTFT")
     _save(fig, ax, path)
 
 
@@ -55,7 +60,7 @@ def plot_f1_vs_positions(quality: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("decoder positions of the context (mean per question, log scale)")
     ax.set_ylabel("F1 (squad-a articles 16-23, 95% CI)")
-    ax.set_title("REFRAG on SmolLM2-135M: F1 against context positions")
+    ax.set_title(f"REFRAG on {decoder_name(quality)}: F1 against context positions")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # under the axes: the points fill them
     _save(fig, ax, path)
 

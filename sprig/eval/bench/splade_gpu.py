@@ -13,14 +13,15 @@ and SPLADE-tiny from its local folder. Paths:
   tokens (SPLADE's reference code), rows to SparseVecs on the CPU; batches in input order, padded.
 * sentence-transformers: SparseEncoder (MLMTransformer + SpladePooling("max")) encode_document, sparse
   tensor to SparseVecs; on the first --st-docs texts (it is far slower).
-* sprig: a tokenizer thread packs documents into variable-length batches (--token-budget tokens, no
-  padding; attention by torch's flash varlen kernel) or, where that is missing, length-sorted padded buckets
-  (the padding fraction is reported); the main thread runs the body and splade_pool (the fused Triton head
-  on CUDA); a conversion thread compacts the non-zeros on the GPU on its own stream and builds SparseVecs.
+* sprig: the encoder's packed pipeline (sprig.encoders.packed, which `sprig index --device cuda` runs): a
+  tokenizer thread packs documents into variable-length batches (--token-budget tokens, no padding; attention
+  by torch's flash varlen kernel) or, where that is missing or with --padded, length-sorted padded buckets (the
+  padding fraction is reported); the main thread runs the body and splade_pool (the fused Triton head on CUDA);
+  a conversion thread compacts the non-zeros on the GPU on its own stream and builds SparseVecs.
 
 Reported per model and path: docs/s, mean non-zeros per document, peak GPU memory, agreement with the plain
-path on the first documents; for sprig a breakdown (tokenise CPU s, GPU body and head s by CUDA events,
-conversion CPU s, time the GPU loop waited for the tokenizer); and the head alone (fused kernel vs the torch
+path on the first documents; for sprig a breakdown (tokenise CPU s, GPU body and head s by CUDA events, on CPU by
+the clock, conversion CPU s, time the GPU loop waited for the tokenizer); and the head alone (fused kernel vs the torch
 chunked splade_pool on one packed batch of real token states).
 """
 from __future__ import annotations
@@ -29,10 +30,9 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import queue
 import tempfile
-import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from unittest import mock
 
@@ -40,15 +40,10 @@ import numpy as np
 import torch
 
 from sprig.core.types import SparseVec
-from sprig.encoders.splade import _detach_output_projection, splade_pool, to_sparse_vecs
+from sprig.encoders import packed as packed_path
+from sprig.encoders.packed import PackedEncoder, Stats, use_varlen
+from sprig.encoders.splade import _detach_output_projection, load_masked_lm, splade_pool, to_sparse_vecs
 from sprig.kernels import splade_head
-
-try:
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # older torch: length-sorted padded buckets instead of packing
-    varlen_attn = None
-
-VARLEN = "sprig_varlen"
 
 
 def read_texts(data: Path, n: int) -> list[str]:
@@ -167,177 +162,26 @@ def run_sentence_transformers(folder: str, texts: list[str], max_length: int, ba
 # ----------------------------------------------------------------------------------------------------------
 
 
-def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, cu_seq_lens_q=None,
-                     max_length_q=None, **kwargs):
-    """Attention over packed documents (batch 1, [1, heads, tokens, dim]); each attends within its own
-    cu_seq_lens span. Flash varlen on CUDA; elsewhere one SDPA per document (the same result, for CPU tests)."""
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [tokens, heads, dim]
-    if q.is_cuda and varlen_attn is not None:
-        out = varlen_attn(q, k, v, cu_seq_lens_q, cu_seq_lens_q, max_length_q, max_length_q, scale=scaling)
-    else:
-        bounds = cu_seq_lens_q.tolist()
-        out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
-            *(t[a:b].transpose(0, 1) for t in (q, k, v)), scale=scaling).transpose(0, 1) for a, b in zip(bounds[:-1], bounds[1:])])
-    return out.unsqueeze(0), None
-
-
-def register_varlen() -> None:
-    from transformers import AttentionInterface, AttentionMaskInterface
-
-    AttentionInterface.register(VARLEN, varlen_attention)
-    AttentionMaskInterface.register(VARLEN, lambda *args, **kwargs: None)  # the spans are the mask; see no_mask
-
-
-class Batch:
-    """One GPU step's inputs, built on the tokenizer thread (in pinned memory on CUDA, so copies overlap)."""
-
-    def __init__(self, doc_idx: list[int], rows: list[np.ndarray], packed: bool, pin: bool):
-        lens = np.fromiter(map(len, rows), np.int64, len(rows))
-        self.doc_idx, self.lengths, self.max_len = doc_idx, lens, int(lens.max())
-        if packed:
-            flat = np.concatenate(rows).astype(np.int64)
-            starts = np.r_[0, np.cumsum(lens)]
-            arrays = [flat[None], (np.arange(flat.size) - np.repeat(starts[:-1], lens))[None], starts.astype(np.int32)]
-            self.padded_tokens = flat.size
-        else:
-            grid, mask = np.zeros((len(rows), self.max_len), np.int64), np.zeros((len(rows), self.max_len), np.int64)
-            for r, row in enumerate(rows):
-                grid[r, : len(row)], mask[r, : len(row)] = row, 1
-            arrays, self.padded_tokens = [grid, mask], grid.size
-        self.tensors = [torch.from_numpy(x).pin_memory() if pin else torch.from_numpy(x) for x in arrays]
-
-
-def tokenise(tok, texts: list[str], max_length: int, how: str) -> list[np.ndarray]:
-    """Token ids per text: "numpy" pads the chunk into one array and slices each row (one conversion), "lists"
-    takes the tokenizer's Python lists (one small array per text); the two runs of 2026-12-06 disagree on which
-    feeds the GPU faster, so the benchmark runs either (``--tokenise``)."""
-    if how == "lists":
-        return [np.asarray(ids, np.int64) for ids in tok(texts, truncation=True, max_length=max_length)["input_ids"]]
-    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="np")
-    return [enc["input_ids"][i, :n] for i, n in enumerate(enc["attention_mask"].sum(1))]
-
-
-def batches(tok, texts: list[str], max_length: int, token_budget: int, packed: bool, pin: bool, out: queue.Queue,
-            stats: dict, how: str = "numpy", chunk: int = 1024) -> None:
-    """Tokenizer thread: texts -> batches of about ``token_budget`` tokens, packed in input order, or (padded)
-    sorted by length within each chunk of texts and costed at their longest; CPU seconds into ``stats``."""
-    pending: list[tuple[int, np.ndarray]] = []
-    tokens = 0
-
-    def emit() -> None:
-        nonlocal pending, tokens
-        if pending:
-            t0 = time.perf_counter()
-            batch = Batch([i for i, _ in pending], [r for _, r in pending], packed, pin)
-            stats["tokenise_s"] += time.perf_counter() - t0
-            out.put(batch)  # waiting here (the GPU is behind) is not tokenising time
-        pending, tokens = [], 0
-
-    for start in range(0, len(texts), chunk):
-        t0 = time.perf_counter()
-        rows = list(enumerate(tokenise(tok, texts[start : start + chunk], max_length, how), start))
-        if not packed:
-            rows.sort(key=lambda r: -len(r[1]))
-        stats["tokenise_s"] += time.perf_counter() - t0
-        for idx, row in rows:
-            cost = len(row) if packed or not pending else len(pending[0][1])
-            if pending and tokens + cost > token_budget:
-                emit()
-                cost = len(row)
-            pending.append((idx, row))
-            tokens += cost
-        if not packed:
-            emit()
-    emit()
-    out.put(None)
-
-
-def convert(inbox: queue.Queue, results: list, stats: dict, device: str) -> None:
-    """Conversion thread: non-zeros compacted on the GPU (its own stream, so the main thread never waits),
-    only they cross to the CPU, then one SparseVec per document."""
-    stream = torch.cuda.Stream() if device == "cuda" else None
-    while (item := inbox.get()) is not None:
-        doc_idx, pooled, ready = item
-        with torch.cuda.stream(stream) if stream else contextlib.nullcontext():
-            if stream:
-                stream.wait_event(ready)
-                pooled.record_stream(stream)
-            mask = pooled > 0
-            counts, cols, vals = mask.sum(1).cpu(), mask.nonzero()[:, 1].to(torch.int32).cpu(), pooled[mask].cpu()
-        t0 = time.perf_counter()
-        bounds = np.r_[0, np.cumsum(counts.numpy())]
-        cols_np, vals_np = cols.numpy(), vals.numpy()
-        for i, a, b in zip(doc_idx, bounds[:-1], bounds[1:]):
-            results[i] = SparseVec(cols_np[a:b], vals_np[a:b])
-        stats["convert_s"] += time.perf_counter() - t0
-
-
 @torch.inference_mode()
-def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int, device: str, dtype,
-              packed: bool, how: str = "numpy", dummy_mask: bool = True, compile_body: bool = False) -> tuple[list[SparseVec], dict, tuple]:
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(folder)
-    attn = VARLEN if packed else ("sdpa" if device == "cuda" else "eager")
-    model = AutoModelForMaskedLM.from_pretrained(folder, dtype=dtype, attn_implementation=attn).to(device).eval()
+def run_sprig(folder: str, texts: list[str], max_length: int, token_budget: int, device: str, packed: bool, how: str = "lists",
+              dummy_mask: bool = False, compile_body: bool = False) -> tuple[list[SparseVec], dict, tuple]:
+    """The encoder's pipeline (sprig.encoders.packed, what `sprig index --device cuda` runs), with its switches."""
+    tok, model = load_masked_lm(folder, device)  # the encoder's loader: bf16 on CUDA, float32 on CPU
+    if packed:
+        use_varlen(model)
     weight, bias = _detach_output_projection(model)
-    # A 4-d mask is passed through as it is: without one, transformers inspects position_ids for packed
-    # sequences with a host sync per forward. varlen_attention ignores it (the spans are the mask). The second
-    # GPU run suspected it of slowing the body: ``dummy_mask`` False passes none (``--no-dummy-mask``).
-    no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device) if dummy_mask else None
     # torch.compile fuses the body's elementwise work (bias, GELU, LayerNorm, residuals) that eager runs as separate
     # memory-bound kernels between the GEMMs; dynamic shapes, since every packed batch has its own token count.
     forward = torch.compile(model, dynamic=True) if compile_body else model
-
-    def body(b: Batch) -> torch.Tensor:
-        """Packed token states [tokens, H] (the detached head's transform applied)."""
-        if packed:
-            ids, pos, cu = (t.to(device, non_blocking=True) for t in b.tensors)
-            return forward(input_ids=ids, position_ids=pos, attention_mask=no_mask, cu_seq_lens_q=cu, cu_seq_lens_k=cu,
-                           max_length_q=b.max_len, max_length_k=b.max_len).logits[0]
-        ids, mask = (t.to(device, non_blocking=True) for t in b.tensors)
-        return forward(input_ids=ids, attention_mask=mask).logits[mask.bool()]
-
+    head = lambda hidden, lengths: splade_pool(hidden, lengths, weight, bias, 4096)  # noqa: E731
+    pipeline = PackedEncoder(model, tok, head, device, token_budget, packed, how, dummy_mask, forward)
     sample: list = []
 
     def pass_over(chunk: list[str], keep: bool) -> tuple[list[SparseVec], dict]:
-        stats = {"tokenise_s": 0.0, "convert_s": 0.0, "wait_tokens_s": 0.0, "body_s": 0.0, "head_s": 0.0,
-                 "batches": 0, "tokens": 0, "padded_tokens": 0}
-        results: list = [None] * len(chunk)
-        inbox, outbox = queue.Queue(maxsize=8), queue.Queue(maxsize=4)
-        producer = threading.Thread(target=batches, args=(tok, chunk, max_length, token_budget, packed, device == "cuda", inbox, stats, how))
-        consumer = threading.Thread(target=convert, args=(outbox, results, stats, device))
-        producer.start(), consumer.start()
-        marks = []
-        while True:
-            t0 = time.perf_counter()
-            b = inbox.get()
-            stats["wait_tokens_s"] += time.perf_counter() - t0
-            if b is None:
-                break
-            ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if device == "cuda" else None
-            if ev:
-                ev[0].record()
-            hidden = body(b)
-            if ev:
-                ev[1].record()
-            pooled = splade_pool(hidden, b.lengths.tolist(), weight, bias, 4096)
-            if ev:
-                ev[2].record()
-                marks.append(ev)
-            outbox.put((b.doc_idx, pooled, ev[2] if ev else None))
-            stats["batches"] += 1
-            stats["tokens"] += int(b.lengths.sum())
-            stats["padded_tokens"] += b.padded_tokens
-            if keep and not sample:
-                sample.append((hidden, b.lengths.tolist()))
-        outbox.put(None)
-        producer.join(), consumer.join()
-        sync(device)
-        for e in marks:
-            stats["body_s"] += e[0].elapsed_time(e[1]) / 1e3
-            stats["head_s"] += e[1].elapsed_time(e[2]) / 1e3
-        return results, stats
+        stats = Stats()
+        keep_first = lambda hidden, lengths: sample or sample.append((hidden, lengths))  # noqa: E731
+        out = pipeline.encode(chunk, max_length, stats=stats, on_batch=keep_first if keep else None)
+        return out, asdict(stats)
 
     t0 = time.perf_counter()
     # warm-up: Triton compile, cuBLAS, allocator; keeps a head sample. Compiled, three batches' worth of texts, so
@@ -417,8 +261,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=12, help="bert-base layers (fewer only for CPU smoke tests)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--padded", action="store_true", help="sprig: padded buckets even where varlen attention exists")
-    ap.add_argument("--tokenise", choices=["numpy", "lists"], default="numpy", help="sprig: the tokenizer thread's ids (tokenise())")
-    ap.add_argument("--no-dummy-mask", action="store_true", help="sprig, packed: pass no 4-d attention mask to the body")
+    ap.add_argument("--tokenise", choices=["numpy", "lists"], default="lists", help="sprig: the tokenizer thread's ids (tokenise())")
+    ap.add_argument("--dummy-mask", action="store_true", help="sprig, packed: pass a 4-d attention mask to the body (PackedEncoder)")
     ap.add_argument("--compile", action="store_true", help="sprig: torch.compile the model body (dynamic shapes)")
     ap.add_argument("--paths", type=lambda v: v.split(","), default=["plain", "st", "sprig"],
                     help="comma-separated subset of plain,st,sprig")
@@ -426,12 +270,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here; pass --device cpu")
-    if args.no_dummy_mask and args.device != "cuda":  # on CPU the packed body would build a mask over every packed token
-        raise SystemExit("--no-dummy-mask: CUDA only (flash varlen attention); drop it for --device cpu")
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    packed = not args.padded and (varlen_attn is not None or args.device == "cpu")
-    if packed:
-        register_varlen()
+    packed = not args.padded and (packed_path.varlen_attn is not None or args.device == "cpu")
     from transformers import AutoConfig
 
     texts = read_texts(Path(args.data), args.docs)
@@ -456,8 +296,8 @@ def main() -> None:
                                                                   args.batch_size, args.device, dtype)
             if "sprig" in args.paths:
                 vecs["sprig"], row["sprig"], (sample, weight, bias) = run_sprig(folder, texts, args.max_length, args.token_budget,
-                                                                               args.device, dtype, packed, args.tokenise,
-                                                                               not args.no_dummy_mask, args.compile)
+                                                                               args.device, packed, args.tokenise,
+                                                                               args.dummy_mask, args.compile)
                 row["head_alone"] = head_alone(sample, weight, bias, args.device)
             for key, got in vecs.items():
                 row[key]["nnz_per_doc"] = nnz(got)
@@ -482,7 +322,7 @@ def print_table(report: dict) -> None:
                       f"{r['nnz_per_doc']:8.1f} {str(r['peak_gib']):>9}  {r.get('vs_plain', '')}")
         if "sprig" in row:
             s = row["sprig"]
-            print(f"  sprig: wall {s['seconds']} s = GPU body {s['body_s']} s + head {s['head_s']} s (CUDA events); threads: tokenise "
+            print(f"  sprig: wall {s['seconds']} s = GPU body {s['body_s']} s + head {s['head_s']} s (CUDA events; CPU: clock); threads: tokenise "
                   f"{s['tokenise_s']} s, convert {s['convert_s']} s; GPU loop waited {s['wait_tokens_s']} s for tokens; "
                   f"{s['batches']} batches, {s['attention']}, padding {s['padding_fraction']:.1%}")
             print(f"  head alone: {row['head_alone']}")
