@@ -349,3 +349,31 @@ def test_missing_peft_is_a_one_line_error_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # what an install without the `train` extra sees
     with pytest.raises(SprigError, match=r"--adapter needs peft .*sprig\[train\]"):
         require_peft("--adapter")
+
+
+def test_keep_top_k_keeps_each_rows_largest_weights_and_their_gradient_only():
+    from sprig.train.students import keep_top_k
+
+    weights = torch.rand(3, 50, requires_grad=True)
+    pruned = keep_top_k(weights, 5)
+    for row, out in zip(weights.detach(), pruned.detach()):
+        largest = sorted(range(50), key=lambda j: -float(row[j]))[:5]
+        assert sorted(out.nonzero().flatten().tolist()) == sorted(largest)
+        assert torch.equal(out[largest], row[largest])
+    pruned.sum().backward()
+    assert torch.equal(weights.grad, (pruned.detach() > 0).float())  # no gradient reaches a pruned weight
+    assert keep_top_k(weights, 0) is weights and keep_top_k(weights, 50) is weights
+
+
+def test_decoder_student_trains_on_the_pruned_vectors_when_asked(tmp_path):
+    from sprig.train.students import DecoderStudent
+
+    base = _tiny_llama(tmp_path / "base", 32)
+    texts = ["Coffee lowers the risk of type 2 diabetes.", "Smoking causes lung cancer."]
+    for prune, expected in ((True, 7), (False, None)):
+        config = TrainConfig(student="decoder", init=str(base), doc_max_length=16, query_max_length=16, lora_rank=4,
+                             lora_targets=["q_proj"], prune_in_training=prune)
+        student = DecoderStudent(config, "cpu")
+        student.encoder.doc_top_k = 7
+        nnz = (student.doc_weights(texts) > 0).sum(1).tolist()
+        assert nnz == [7, 7] if expected else min(nnz) > 7

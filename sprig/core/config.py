@@ -297,6 +297,10 @@ class TrainConfig(BaseModel):
     lora_alpha: float = Field(32.0, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    # Decoder student: train on the vectors the index stores (each side's top-k, splade.doc_top_k / query_top_k for
+    # causal backbones), so the ranking losses and FLOPS see the prune the evaluation applies; False: the dense
+    # vectors (every id positive for an untrained causal head), as the runs of 2026-12-06 trained
+    prune_in_training: bool = False
 
 
 class SprigConfig(BaseSettings):

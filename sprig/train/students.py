@@ -30,6 +30,15 @@ from sprig.encoders.lora_adapter import require_peft, write_base
 from sprig.encoders.splade import SpladeEncoder
 
 
+def keep_top_k(weights: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row's ``k`` largest weights, the rest zero (``k`` 0 or at least the width: unchanged); the gradient
+    reaches the kept weights only, as for the vectors the index stores (to_sparse_vecs' top-k)."""
+    if not k or k >= weights.shape[1]:
+        return weights
+    kept = weights.topk(k, dim=1).indices
+    return torch.zeros_like(weights).scatter(1, kept, weights.gather(1, kept))
+
+
 def dense_rows(vecs: Sequence[SparseVec], vocab_size: int, device: str) -> torch.Tensor:
     """SparseVecs as a float32 [len(vecs), vocab_size] tensor (query sides that have no model)."""
     out = torch.zeros(len(vecs), vocab_size)
@@ -144,6 +153,15 @@ class DecoderStudent(SiameseStudent):
         # head weight the encoder projects with is a detached tensor, frozen whatever peft does.
         self.peft = get_peft_model(self.encoder.model, lora)
         self.peft.train()
+        self.prune = config.prune_in_training
+
+    def doc_weights(self, texts: Sequence[str]) -> torch.Tensor:
+        weights = super().doc_weights(texts)
+        return keep_top_k(weights, self.encoder.doc_top_k) if self.prune else weights
+
+    def query_weights(self, texts: Sequence[str]) -> torch.Tensor:
+        weights = super().query_weights(texts)
+        return keep_top_k(weights, self.encoder.query_top_k) if self.prune else weights
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.peft.parameters() if p.requires_grad]

@@ -4,7 +4,7 @@
 # and k = 32 (stages a -> b -> c, MINUTES budgets), then their rows; decoder sparse: the teachers' scores, then two
 # seeds of the echo SPLADE LoRA training on Gemma, as call B ran them on SmolLM2. At most five GPU processes (call
 # E's four used 40 GiB of an H200). Outputs in $OUT/g.tgz; then `refrag merge` with refrag-runs-gemma3/eval.json.
-# Usage: bash tools/gpu/call-g.sh [SECONDS]
+# PRUNE=true trains on the pruned vectors (train.prune_in_training). Usage: bash tools/gpu/call-g.sh [SECONDS]
 set -u
 LIMIT=${1:-540}; O=/tmp/g; R=.device/refrag; G=/tmp/gemma.gguf; P=/tmp/g/refrag
 . tools/gpu/lib.sh
@@ -23,7 +23,7 @@ T=/tmp/teachers
   run teachers python3 -m sprig.eval.bench.train_sparse --data .device/data --teachers $T --device cuda --runs teachers --out $O/teachers.json
   for s in 0 1; do
     run decoder-gemma-s$s python3 -m sprig.eval.bench.train_sparse --data .device/data --teachers $T --device cuda \
-      --runs decoder --seeds $s --init $G --steps 300 --eval-every 100 --override "{\"time_limit_s\": $((END - SECONDS - 120))}" \
+      --runs decoder --seeds $s --init $G --steps 300 --eval-every 100 --override "{\"time_limit_s\": $((END - SECONDS - 120)), \"prune_in_training\": ${PRUNE:-false}}" \
       --work /tmp/dec$s --out $O/decoder-gemma-s$s.json &
   done
   wait
