@@ -22,7 +22,7 @@ setup: $(filter $(VENV)/bin/python,$(PY))
 	$(PY) -m pip install -q -e '.[dev]'
 
 demo: setup
-	$(PY) -m sprig.api.cli index "$$($(PY) -m sprig.eval.datasets scifact)" --out $(INDEX) --resume
+	corpus="$$($(PY) -m sprig.eval.datasets scifact)" && $(PY) -m sprig.api.cli index "$$corpus" --out $(INDEX) --resume
 	$(PY) -m sprig.api.cli serve $(INDEX)
 
 test: setup

@@ -141,3 +141,6 @@ def test_cli_index_and_search(tmp_path, capsys):
     assert main(["search", str(tmp_path / "idx"), "x", "--mode", "dense"]) == 2  # not in this index: one-line error
     assert "available: bm25" in capsys.readouterr().err
     assert main(["index", str(tmp_path / "missing"), "--out", str(tmp_path / "i2")]) == 2
+    capsys.readouterr()
+    assert main(["index", "", "--out", str(tmp_path / "i3")]) == 2  # never the working directory
+    assert "the corpus path is empty" in capsys.readouterr().err and not (tmp_path / "i3").exists()

@@ -70,6 +70,8 @@ def test_missing_path_and_empty_folder(tmp_path):
         list(read_corpus(tmp_path / "nope"))
     with pytest.raises(InputError, match="no .txt or .md files"):
         list(read_corpus(tmp_path))
+    with pytest.raises(InputError, match="the corpus path is empty"):  # not the working directory (make demo, 2026-12-07)
+        list(read_corpus(""))
 
 
 def test_chunking_windows_overlap_and_slice_the_original(splade_encoder, tmp_path):

@@ -45,6 +45,14 @@ class ReadStats:
                 self.empty_ids.append(doc.doc_id)
 
 
+def corpus_path(path: str | Path) -> Path:
+    """``path`` as a Path; an empty string is an error, since Path("") is the working directory, which must never be
+    indexed by accident (a failed `$(...)` in a shell command leaves an empty argument)."""
+    if not str(path).strip():
+        raise InputError("the corpus path is empty (expected a BEIR folder, a .jsonl file or a folder of .txt/.md files)")
+    return Path(path)
+
+
 def detect_format(path: Path) -> CorpusFormat:
     if path.is_dir():
         return "beir" if (path / "corpus.jsonl").is_file() else "text"
@@ -62,7 +70,7 @@ def read_corpus(
     stats: ReadStats | None = None,
 ) -> Iterator[Document]:
     """Yield the documents of a corpus in file order."""
-    path = Path(path)
+    path = corpus_path(path)
     fmt = detect_format(path) if fmt == "auto" else fmt
     stats = stats if stats is not None else ReadStats()
     if fmt == "beir":

@@ -50,7 +50,10 @@ def download_beir(name: str, target: Path) -> Path:
     return target
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `make demo`: the folder's path on stdout, or one line on stderr and exit code 2
     import sys
 
-    print(locate_beir(sys.argv[1] if len(sys.argv) > 1 else "scifact"))
+    try:
+        print(locate_beir(sys.argv[1] if len(sys.argv) > 1 else "scifact"))
+    except SprigError as exc:
+        sys.exit(f"error: {exc}; set SPRIG_DATA to a folder holding {sys.argv[1] if len(sys.argv) > 1 else 'scifact'}/")

@@ -39,7 +39,7 @@ from sprig.core.config import SprigConfig
 from sprig.core.errors import SprigError
 from sprig.core.files import atomic_path, replace_dir, write_text_atomic
 from sprig.corpus.chunking import Passage, passage_text, to_passages
-from sprig.corpus.readers import read_corpus
+from sprig.corpus.readers import corpus_path, read_corpus
 from sprig.encoders.device_paths import peak_memory_mib
 from sprig.encoders.factory import EncoderSet
 from sprig.index.backend import is_milvus
@@ -257,7 +257,7 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
         if resume:
             raise SprigError("--resume needs a folder --out: a Milvus build runs in a temporary folder")
         return _build_into_milvus(corpus, str(out), config, fmt, progress)
-    corpus, out = Path(corpus), Path(out)
+    corpus, out = corpus_path(corpus), Path(out)
     if not corpus.exists():
         raise SprigError(f"{corpus}: no such corpus file or folder")
     sparse = config.sparse_encoders
