@@ -53,7 +53,8 @@ def download_beir(name: str, target: Path) -> Path:
 if __name__ == "__main__":  # `make demo`: the folder's path on stdout, or one line on stderr and exit code 2
     import sys
 
+    name = sys.argv[1] if len(sys.argv) > 1 else "scifact"
     try:
-        print(locate_beir(sys.argv[1] if len(sys.argv) > 1 else "scifact"))
+        print(locate_beir(name))
     except SprigError as exc:
-        sys.exit(f"error: {exc}; set SPRIG_DATA to a folder holding {sys.argv[1] if len(sys.argv) > 1 else 'scifact'}/")
+        sys.exit(f"error: {exc}; set SPRIG_DATA to a folder holding {name}/")

@@ -40,8 +40,7 @@ import numpy as np
 import torch
 
 from sprig.core.types import SparseVec
-from sprig.encoders import packed as packed_path
-from sprig.encoders.packed import PackedEncoder, Stats, use_varlen
+from sprig.encoders.packed import PackedEncoder, Stats, available, use_varlen
 from sprig.encoders.splade import _detach_output_projection, load_masked_lm, splade_pool, to_sparse_vecs
 from sprig.kernels import splade_head
 
@@ -271,7 +270,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here; pass --device cpu")
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    packed = not args.padded and (packed_path.varlen_attn is not None or args.device == "cpu")
+    packed = not args.padded and (available(args.device) or args.device == "cpu")
     from transformers import AutoConfig
 
     texts = read_texts(Path(args.data), args.docs)
