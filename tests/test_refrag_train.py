@@ -197,6 +197,9 @@ def test_merge_pairs_rows_run_apart_question_by_question(monkeypatch):
     diff = merged["rows"]["refrag-k16@0.1"]
     assert diff["F1_vs_none"] == pytest.approx(50.0) and diff["F1_vs_none_ci95"][0] < 50.0 < diff["F1_vs_none_ci95"][1]
     assert merged["rows"]["none"]["F1_vs_none"] == 0.0
+    again = refrag_eval.merge(None, [merged, report("refrag-k8@0", right, "c")])  # a merge merges on
+    assert again["prompt_seconds"] == {"a": 1.0, "b": 1.0, "c": 1.0} and [m["command"] for m in again["merged"]] == ["a", "b", "c"]
+    assert again["rows"]["refrag-k8@0"]["F1_vs_none"] == pytest.approx(50.0)
     with pytest.raises(ValueError, match="questions"):
         refrag_eval.merge(None, [report("none", wrong, "a") | {"questions": 3}])
 

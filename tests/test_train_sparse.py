@@ -377,3 +377,14 @@ def test_decoder_student_trains_on_the_pruned_vectors_when_asked(tmp_path):
         student.encoder.doc_top_k = 7
         nnz = (student.doc_weights(texts) > 0).sum(1).tolist()
         assert nnz == [7, 7] if expected else min(nnz) > 7
+
+
+def test_learning_curves_are_read_in_step_order_and_plotted(tmp_path):
+    from sprig.eval.bench.train_plot import curves, main
+
+    curve = [{"step": 100, "loss": 3.0, "dev_ndcg10": 0.2}, {"step": 0, "dev_ndcg10": 0.1}, {"step": 50, "loss": 3.5}]
+    report = {"rows": {"decoder-s0": {"training": {"curve": curve}}, "bm25": {"scifact": {}}}}
+    assert curves(report) == {"decoder-s0": [(0, 0.1), (100, 0.2)]}  # points without a dev score and untrained rows left out
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    assert main(["--out", str(tmp_path / "c.png"), f"run a=b={tmp_path / 'r.json'}"]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Device call G (not yet run; after stage.sh with Gemma's parts, its tokenizer, MiniLM and SPLADE-tiny; carry
+# Device call G (after stage.sh with Gemma's parts, its tokenizer, MiniLM and SPLADE-tiny; carry
 # .device/data, .device/refrag): what issues 20 and 18 still lack with Gemma 3 270M. REFRAG: the projector at k = 8
 # and k = 32 (stages a -> b -> c, MINUTES budgets), then their rows; decoder sparse: the teachers' scores, then two
 # seeds of the echo SPLADE LoRA training on Gemma, as call B ran them on SmolLM2. At most five GPU processes (call
 # E's four used 40 GiB of an H200). Outputs in $OUT/g.tgz; then `refrag merge` with refrag-runs-gemma3/eval.json.
 # PRUNE=true trains on the pruned vectors (train.prune_in_training). Usage: bash tools/gpu/call-g.sh [SECONDS]
+# (2026-12-07, one H100: the REFRAG half ran; the two decoder trainings ran out of GPU memory beside it (one REFRAG
+# training held 40 GiB), so they ran again alone as call-h.sh.)
 set -u
 LIMIT=${1:-540}; O=/tmp/g; R=.device/refrag; G=/tmp/gemma.gguf; P=/tmp/g/refrag
 . tools/gpu/lib.sh

@@ -128,12 +128,20 @@ def merge(data: Path, reports: Sequence[dict]) -> dict:
             metrics[row] = {k: v for k, v in m.items() if not k.startswith("F1_vs_none")}
     add_paired_to_none(metrics, f1s)
     first = reports[0]
+    runs = [run for r in reports for run in runs_of(r)]
     return {"rows": metrics, "questions": len(items),
             "chunk_vector_bytes": {k: v for r in reports for k, v in r["chunk_vector_bytes"].items()},
-            "prompt_seconds": {r["command"]: r["prompt_seconds"] for r in reports},
+            "prompt_seconds": {run["command"]: run["prompt_seconds"] for run in runs},
             "decoder": first["decoder"], "device": first["device"], "settings": first["settings"],
             "projectors": {k: v for r in reports for k, v in r["projectors"].items()},
-            "merged": [{"command": r["command"], "wall_s": r["wall_s"], "provenance": r["provenance"]} for r in reports]}
+            "merged": [{k: run[k] for k in ("command", "wall_s", "provenance")} for run in runs]}
+
+
+def runs_of(report: dict) -> list[dict]:
+    """The evaluation processes behind a report: itself, or those an earlier merge recorded (so merges chain)."""
+    if "merged" not in report:
+        return [report]
+    return [{**run, "prompt_seconds": report["prompt_seconds"][run["command"]]} for run in report["merged"]]
 
 
 def question_f1(items, answers: list[str]) -> np.ndarray:
