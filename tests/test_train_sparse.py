@@ -16,6 +16,7 @@ from sprig.api.cli import main
 from sprig.core.config import (
     InferenceFreeConfig,
     SpladeConfig,
+    SprigConfig,
     TrainConfig,
 )
 from sprig.core.errors import SprigError
@@ -388,3 +389,18 @@ def test_learning_curves_are_read_in_step_order_and_plotted(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(report))
     assert main(["--out", str(tmp_path / "c.png"), f"run a=b={tmp_path / 'r.json'}"]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_score_counts_postings_and_measures_the_index():
+    from types import SimpleNamespace
+
+    from sprig.encoders.factory import make_encoder
+    from sprig.eval.bench.train_sparse import score
+
+    texts = ["red apples and pears", "green pears", "blue sky over the sea", "apples fall"]
+    encoder = make_encoder("bm25", SprigConfig())
+    encoder.fit(texts)
+    test = SimpleNamespace(queries=["apples"], qids=["q"], doc_ids=["a", "b", "c", "d"], qrels={"q": {"a": 1, "d": 1}})
+    row = score(test, encoder, encoder.encode_documents(texts))
+    assert row["nDCG@10"] == 1.0 and row["postings_per_query"] == 2 and row["nnz_query"] == 1
+    assert row["sparse_index_bytes"] > 0

@@ -2,7 +2,7 @@
 # Device call H (issue 18; after stage.sh, carry .device/data): echo SPLADE + LoRA trained on the pruned vectors
 # (train.prune_in_training), two seeds side by side, nothing else on the GPU (beside call G's REFRAG trainings the
 # pair ran out of memory on an H100). Each run stops training 150 s before the call's end so that its test
-# evaluation finishes. Outputs in $OUT/h.tgz. Usage: INIT=/tmp/gemma.gguf bash tools/gpu/call-h.sh [SECONDS]
+# evaluation finishes (its rows record the sparse index bytes). Outputs in $OUT/h.tgz and $OUT/adapter-s{0,1}.tgz. Usage: INIT=/tmp/gemma.gguf bash tools/gpu/call-h.sh [SECONDS]
 # (2026-12-07, one H100, LIMIT 470 with Gemma 3: 300 steps in 318-320 s each; docs/benchmarks/decoder-sparse.md.)
 set -u
 LIMIT=${1:-470}; O=/tmp/h; T=/tmp/teachers; INIT=${INIT:-/tmp/gemma.gguf}
@@ -16,3 +16,5 @@ done
 gpu_use 90
 wait
 tar -C /tmp -czf $OUT/h.tgz h
+# the adapters, one file each (a Gemma LoRA of rank 16 on all seven projections is ~15 MB in float32)
+for s in 0 1; do tar -C /tmp/h$s -czf $OUT/adapter-s$s.tgz decoder-s$s/model; done

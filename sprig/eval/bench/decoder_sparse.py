@@ -34,7 +34,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def echo_splade(data: Path, model: str, device: str, scratch: Path) -> dict:
+def echo_splade(data: Path, model: str, device: str) -> dict:
     """Untrained echo SPLADE: exact search over the whole test corpus, with the stated top-k prune."""
     config = SprigConfig(device=device, splade={"model": model, "batch_size": 64})
     test = TestSet(data)
@@ -44,9 +44,7 @@ def echo_splade(data: Path, model: str, device: str, scratch: Path) -> dict:
     doc_vecs = encoder.encode_documents(test.texts)
     _sync()
     seconds = time.perf_counter() - start
-    index = SparseIndex.create(scratch / f"{data.name}-echo-sparse", doc_vecs, np.arange(len(doc_vecs)), encoder.vocab_size)
-    return score(test, encoder, doc_vecs) | {"docs_per_s": round(len(test.texts) / seconds, 1),
-                                             "sparse_index_bytes": index.nbytes, "top_k": list(config.splade.top_k("causal"))}
+    return score(test, encoder, doc_vecs) | {"docs_per_s": round(len(test.texts) / seconds, 1), "top_k": list(config.splade.top_k("causal"))}
 
 
 def promptreps(data: Path, model: str, device: str, scratch: Path) -> dict:
@@ -110,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
               "provenance": provenance(), "echo_splade_untrained": {}, "promptreps": {}}
     for name in args.datasets:
         data = args.data / name
-        result["echo_splade_untrained"][name] = echo_splade(data, args.model, args.device, args.scratch)
+        result["echo_splade_untrained"][name] = echo_splade(data, args.model, args.device)
         result["promptreps"][name] = promptreps(data, args.model, args.device, args.scratch)
         (args.out / "decoder-sparse.json").write_text(json.dumps(result, indent=1))
         print(name, json.dumps({k: result[k][name] for k in ("echo_splade_untrained", "promptreps")}), flush=True)

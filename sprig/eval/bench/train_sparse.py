@@ -27,6 +27,7 @@ import json
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,7 @@ from sprig.encoders.factory import make_encoder
 from sprig.eval.datasets import SHARED
 from sprig.eval.metrics import evaluate
 from sprig.eval.provenance import provenance
+from sprig.index.sparse import SparseIndex
 from sprig.retriever.brute import SparseBruteForce
 from sprig.train.datasets import load_judged
 from sprig.train.run import run_training
@@ -82,7 +84,8 @@ class TestSet:
 
 
 def score(test: TestSet, encoder, doc_vecs) -> dict:
-    """Exact search of ``doc_vecs`` with ``encoder``'s queries: metrics, non-zeros and postings traversed."""
+    """Exact search of ``doc_vecs`` with ``encoder``'s queries: metrics, non-zeros, postings traversed, and the
+    bytes of the sparse index these vectors make (written to a temporary folder and measured)."""
     searcher = SparseBruteForce(encoder)
     searcher.add(doc_vecs)
     query_vecs = encoder.encode_queries(test.queries)
@@ -93,7 +96,13 @@ def score(test: TestSet, encoder, doc_vecs) -> dict:
     return {"nDCG@10": round(metrics["nDCG@10"], 4), "R@100": round(metrics["R@100"], 4),
             "nnz_doc": round(float(np.mean([len(v) for v in doc_vecs])), 1),
             "nnz_query": round(float(np.mean([len(v) for v in query_vecs])), 2),
-            "postings_per_query": round(float(np.mean([postings[v.term_ids].sum() for v in query_vecs])), 1)}
+            "postings_per_query": round(float(np.mean([postings[v.term_ids].sum() for v in query_vecs])), 1),
+            "sparse_index_bytes": sparse_index_bytes(doc_vecs, encoder.vocab_size)}
+
+
+def sparse_index_bytes(doc_vecs, vocab_size: int) -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        return SparseIndex.create(Path(scratch) / "sparse", doc_vecs, np.arange(len(doc_vecs)), vocab_size).nbytes
 
 
 def evaluate_encoder(kind: str, config: SprigConfig, test: TestSet) -> dict:
