@@ -404,3 +404,30 @@ def test_bench_score_counts_postings_and_measures_the_index():
     row = score(test, encoder, encoder.encode_documents(texts))
     assert row["nDCG@10"] == 1.0 and row["postings_per_query"] == 2 and row["nnz_query"] == 1
     assert row["sparse_index_bytes"] > 0
+
+
+def test_centred_head_is_minus_the_mean_max_logit_and_travels_with_the_adapter(tmp_path):
+    from sprig.encoders.decoder_splade import DecoderSpladeEncoder
+    from sprig.train.students import make_student
+
+    base = _tiny_llama(tmp_path / "base", 32)
+    texts = ["Coffee lowers the risk of type 2 diabetes.", "Smoking causes lung cancer.", "Statins lower cholesterol.", "Sleep and obesity."]
+    config = TrainConfig(student="decoder", init=str(base), doc_max_length=16, query_max_length=16, lora_rank=4,
+                         lora_targets=["q_proj"], head_centring_docs=2)
+    student = make_student(config, "cpu", texts)
+    encoder = student.encoder
+    sample = texts[::2]  # two of the four, spread evenly
+    maxima = []
+    for text in sample:  # the definition, one text at a time from the full logits of its last copy
+        prompts = encoder.template.batch(encoder.tokenizer, [text], 16, "cpu")
+        hidden = encoder.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask).last_hidden_state
+        maxima.append((hidden[prompts.last_copy] @ encoder.weight.T).amax(0))
+    assert torch.allclose(encoder.bias, -torch.stack(maxima).mean(0), atol=1e-4)
+    student.train(False)
+    centred = encoder.pooled(texts, 16)
+    student.save(tmp_path / "adapter")
+    loaded = DecoderSpladeEncoder(SpladeConfig(backbone="causal", adapter=str(tmp_path / "adapter"), doc_top_k=0, query_top_k=0), "cpu")
+    assert torch.allclose(loaded.pooled(texts, 16), centred, atol=1e-4)  # the index encodes with the trained bias
+
+    with pytest.raises(SprigError, match="needs --student decoder"):
+        make_student(TrainConfig(student="siamese", head_centring_docs=2), "cpu", texts)

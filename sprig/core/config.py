@@ -301,6 +301,9 @@ class TrainConfig(BaseModel):
     # causal backbones), so the ranking losses and FLOPS see the prune the evaluation applies; False: the dense
     # vectors (every id positive for an untrained causal head), as the runs of 2026-12-06 trained
     prune_in_training: bool = False
+    # Decoder student: centre the head before training, a bias of minus each id's mean largest logit over this many
+    # training documents (DecoderSpladeEncoder.centring_bias; saved with the adapter); 0: the head as it is
+    head_centring_docs: int = Field(0, ge=0)
 
 
 class SprigConfig(BaseSettings):

@@ -18,6 +18,7 @@ index records it with the template, so its queries are encoded as its documents 
 
 A LoRA adapter from `sprig train sparse --student decoder` (``splade.adapter``; sprig/encoders/lora_adapter.py) is
 merged into the base at load time; the base is ``splade.model``, or the one the adapter records when that is "default".
+An adapter trained with a centred head (``train.head_centring_docs``, ``centring_bias``) carries that bias too.
 
 An untrained head (no Mistral-SPLADE fine-tuning) weighs nearly every id, so unless ``doc_top_k`` /
 ``query_top_k`` are set a document keeps its 512 largest weights and a query its 64 (SpladeConfig.top_k).
@@ -32,7 +33,7 @@ from sprig.core.config import Device, SpladeConfig, resolve_device
 from sprig.core.models import is_default
 from sprig.encoders.causal_lm import is_causal, load_causal_lm
 from sprig.encoders.lora_adapter import load_with_adapter
-from sprig.encoders.splade import SpladeEncoder, splade_pool
+from sprig.encoders.splade import SpladeEncoder, max_logits, splade_pool
 from sprig.encoders.templates import PromptTemplate
 
 
@@ -58,11 +59,27 @@ class DecoderSpladeEncoder(SpladeEncoder):
 
     def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
+        states, lengths = self._last_copies(texts, max_length)
+        return splade_pool(states, lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+
+    @torch.no_grad()
+    def centring_bias(self, texts: Sequence[str], max_length: int, batch_size: int = 16) -> torch.Tensor:
+        """A head bias [vocab] that centres each id (in place of the head's own bias): minus its largest logit over a
+        text's last copy, averaged over ``texts``. An untrained causal head ranks every text's ids by a shared prior (SmolLM2: every logit positive,
+        each text's logits correlating 0.78 with the per-id mean), so its top-k is much the same set for every text;
+        centred, the top-k is what sets a text apart from the average one (docs/benchmarks/decoder-sparse.md)."""
+        total = torch.zeros(self.weight.shape[0], device=self.weight.device)
+        for start in range(0, len(texts), batch_size):
+            states, lengths = self._last_copies(texts[start : start + batch_size], max_length)
+            total += max_logits(states, lengths, self.weight, self.vocab_chunk).sum(0)
+        return -total / len(texts)
+
+    def _last_copies(self, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, list[int]]:
+        """The final token states of each text's last copy, packed [tokens, H], and their counts."""
         prompts = self.template.batch(self.tokenizer, texts, max_length, self.device)
         # use_cache=False: a single pass needs no KV cache, which would otherwise hold every layer's keys and values
         hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, use_cache=False).last_hidden_state
-        lengths = prompts.last_copy.sum(1).tolist()
-        return splade_pool(hidden[prompts.last_copy], lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+        return hidden[prompts.last_copy], prompts.last_copy.sum(1).tolist()
 
 
 def splade_encoder(config: SpladeConfig, device: Device = "auto") -> SpladeEncoder:

@@ -3,7 +3,8 @@
 A whole SmolLM2 or Gemma checkpoint is too large to move between machines for each trained model; a LoRA adapter
 (peft, on the transformer's projections, the tied LM head frozen) is a few MB. The folder holds peft's
 ``adapter_config.json`` + ``adapter_model.safetensors`` and ``sprig_base.json``: the base model as the trainer named
-it and its shape (architecture, layers, width, vocabulary). A base named at search time must have that shape; its
+it and its shape (architecture, layers, width, vocabulary); and ``head_bias.safetensors`` when the head was trained
+with a bias of its own (a centred head, ``train.head_centring_docs``), which then replaces the base's. A base named at search time must have that shape; its
 path may differ (paths change between machines, shapes do not).
 """
 from __future__ import annotations
@@ -12,11 +13,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from sprig.core.errors import SprigError
 from sprig.core.models import is_default
 from sprig.encoders.causal_lm import CausalLM, load_causal_lm
 
 BASE_FILE = "sprig_base.json"
+HEAD_BIAS_FILE = "head_bias.safetensors"  # the head bias the adapter was trained with, when not the base's own
 
 
 def base_shape(lm: CausalLM) -> dict:
@@ -28,6 +32,21 @@ def base_shape(lm: CausalLM) -> dict:
 
 def write_base(folder: str | Path, lm: CausalLM) -> None:
     Path(folder, BASE_FILE).write_text(json.dumps(lm.recorded() | {"shape": base_shape(lm)}, indent=1))
+
+
+def write_head_bias(folder: str | Path, bias: torch.Tensor) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"bias": bias.detach().float().cpu().contiguous()}, str(Path(folder, HEAD_BIAS_FILE)))
+
+
+def read_head_bias(folder: str | Path, device: str) -> torch.Tensor | None:
+    path = Path(folder, HEAD_BIAS_FILE)
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device=device)["bias"]
 
 
 def read_base(folder: str | Path) -> dict:
@@ -58,4 +77,5 @@ def load_with_adapter(model: str | None, gguf_file: str | None, adapter: str, de
         raise SprigError(f"adapter '{adapter}' was trained on {base['model']} {base['shape']}; '{lm.name}' is {base_shape(lm)}: "
                          "pass the adapter's base with --splade-model")
     merged = PeftModel.from_pretrained(lm.model, adapter).merge_and_unload()  # LoRA folded into the weights: no extra cost per token
-    return replace(lm, model=merged.eval())
+    bias = read_head_bias(adapter, device)
+    return replace(lm, model=merged.eval(), bias=lm.bias if bias is None else bias)  # float32: splade_pool adds it so

@@ -89,16 +89,19 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
     if hidden.is_cuda and not grad and splade_head.available(hidden):
         return splade_head.splade_head(hidden, np.cumsum([0, *lengths]), weight, bias, softcap)
+    pooled = max_logits(hidden, lengths, weight, vocab_chunk)
+    if bias is not None:
+        pooled = pooled + bias.float()  # not in place: segment_reduce's backward reads its output
+    return torch.log1p(torch.relu(soft_cap(pooled, softcap)))
+
+
+def max_logits(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tensor, vocab_chunk: int) -> torch.Tensor:
+    """Each document's largest logit per id [docs, vocab] (float32, before bias and activation), the vocabulary
+    projected ``vocab_chunk`` columns at a time so that at most [tokens, vocab_chunk] logits exist."""
     lengths_t = torch.as_tensor(list(lengths), device=hidden.device)
-    out = torch.empty(len(lengths), weight.shape[0], dtype=torch.float32, device=hidden.device)
-    for start in range(0, weight.shape[0], vocab_chunk):
-        stop = min(start + vocab_chunk, weight.shape[0])
-        logits = hidden.to(weight.dtype) @ weight[start:stop].T  # [tokens, C], in the head's precision
-        pooled = torch.segment_reduce(logits, "max", lengths=lengths_t, axis=0).float()  # [docs, C]
-        if bias is not None:
-            pooled = pooled + bias[start:stop].float()  # not in place: segment_reduce's backward reads its output
-        out[:, start:stop] = torch.log1p(torch.relu(soft_cap(pooled, softcap)))
-    return out
+    states = hidden.to(weight.dtype)
+    return torch.cat([torch.segment_reduce(states @ weight[start : start + vocab_chunk].T, "max", lengths=lengths_t, axis=0).float()
+                      for start in range(0, weight.shape[0], vocab_chunk)], dim=1)
 
 
 # Vocabulary columns per product in splade_pool_rows: [≤ 512 tokens, 2,048] logits stay in L2. Measured on

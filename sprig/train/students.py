@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from sprig.core.config import SpladeConfig, TrainConfig
+from sprig.core.errors import SprigError
 from sprig.core.types import SparseVec
 from sprig.encoders.bm25 import lucene_idf
 from sprig.encoders.decoder_splade import DecoderSpladeEncoder
 from sprig.encoders.inference_free import document_frequencies, lookup
-from sprig.encoders.lora_adapter import require_peft, write_base
+from sprig.encoders.lora_adapter import require_peft, write_base, write_head_bias
 from sprig.encoders.splade import SpladeEncoder
 
 
@@ -155,6 +156,12 @@ class DecoderStudent(SiameseStudent):
         self.peft.train()
         self.prune = config.prune_in_training
 
+    def centre_head(self, texts: Sequence[str], count: int) -> None:
+        """Give the head ``centring_bias`` of ``count`` of ``texts`` spread evenly, kept frozen through training and
+        saved with the adapter (so the index and its queries use the bias the adapter was trained with)."""
+        sample = list(texts[:: max(1, len(texts) // count)][:count])
+        self.encoder.bias = self.encoder.centring_bias(sample, self.encoder.doc_max_length)
+
     def doc_weights(self, texts: Sequence[str]) -> torch.Tensor:
         weights = super().doc_weights(texts)
         return keep_top_k(weights, self.encoder.doc_top_k) if self.prune else weights
@@ -183,11 +190,18 @@ class DecoderStudent(SiameseStudent):
         """A LoRA adapter folder (sprig.encoders.lora_adapter) that `--adapter FOLDER` loads over its recorded base."""
         self.peft.save_pretrained(folder)
         write_base(folder, self.encoder.lm)
+        if self.encoder.bias is not self.encoder.lm.bias:  # centred (centre_head)
+            write_head_bias(folder, self.encoder.bias)
 
 
 def make_student(config: TrainConfig, device: str, corpus_texts: Iterable[str]) -> SiameseStudent:
     """The student ``config.student`` names, with the IDF of ``corpus_texts`` (the training corpora)."""
     kinds = {"inference-free": InferenceFreeStudent, "siamese": SiameseStudent, "decoder": DecoderStudent}
+    if config.head_centring_docs and config.student != "decoder":
+        raise SprigError(f"train.head_centring_docs centres a causal LM's head: it needs --student decoder, not {config.student}")
     student = kinds[config.student](config, device)
-    student.fit_idf(corpus_texts)
+    texts = list(corpus_texts)
+    student.fit_idf(texts)
+    if config.head_centring_docs:
+        student.centre_head(texts, config.head_centring_docs)
     return student
