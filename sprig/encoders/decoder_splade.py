@@ -65,9 +65,10 @@ class DecoderSpladeEncoder(SpladeEncoder):
     @torch.no_grad()
     def centring_bias(self, texts: Sequence[str], max_length: int, batch_size: int = 16) -> torch.Tensor:
         """A head bias [vocab] that centres each id (in place of the head's own bias): minus its largest logit over a
-        text's last copy, averaged over ``texts``. An untrained causal head ranks every text's ids by a shared prior (SmolLM2: every logit positive,
-        each text's logits correlating 0.78 with the per-id mean), so its top-k is much the same set for every text;
-        centred, the top-k is what sets a text apart from the average one (docs/benchmarks/decoder-sparse.md)."""
+        text's last copy, averaged over ``texts``. An untrained causal head ranks every text's ids by a shared prior
+        (SmolLM2: every logit positive, each text's logits correlating 0.78 with the per-id mean), so its top-k is
+        much the same set for every text; centred, the top-k is what sets a text apart from the average one
+        (docs/benchmarks/decoder-sparse.md)."""
         total = torch.zeros(self.weight.shape[0], device=self.weight.device)
         for start in range(0, len(texts), batch_size):
             states, lengths = self._last_copies(texts[start : start + batch_size], max_length)

@@ -4,8 +4,8 @@ A whole SmolLM2 or Gemma checkpoint is too large to move between machines for ea
 (peft, on the transformer's projections, the tied LM head frozen) is a few MB. The folder holds peft's
 ``adapter_config.json`` + ``adapter_model.safetensors`` and ``sprig_base.json``: the base model as the trainer named
 it and its shape (architecture, layers, width, vocabulary); and ``head_bias.safetensors`` when the head was trained
-with a bias of its own (a centred head, ``train.head_centring_docs``), which then replaces the base's. A base named at search time must have that shape; its
-path may differ (paths change between machines, shapes do not).
+with a bias of its own (a centred head, ``train.head_centring_docs``), which then replaces the base's. A base named
+at search time must have that shape; its path may differ (paths change between machines, shapes do not).
 """
 from __future__ import annotations
 
@@ -78,4 +78,5 @@ def load_with_adapter(model: str | None, gguf_file: str | None, adapter: str, de
                          "pass the adapter's base with --splade-model")
     merged = PeftModel.from_pretrained(lm.model, adapter).merge_and_unload()  # LoRA folded into the weights: no extra cost per token
     bias = read_head_bias(adapter, device)
-    return replace(lm, model=merged.eval(), bias=lm.bias if bias is None else bias)  # float32: splade_pool adds it so
+    # the bias stays float32 (a bf16 copy of a centring bias near -18 would be off by up to 0.06)
+    return replace(lm, model=merged.eval(), bias=lm.bias if bias is None else bias)
