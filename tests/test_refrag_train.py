@@ -217,9 +217,11 @@ def test_plot_joins_the_gpu_quality_rows_with_the_cpu_ttft_rows(tmp_path):
     pairs = joined_rows()
     assert pairs == {"none": "none", "recomp-extractive=refrag-k16@0.1": "recomp-extractive@0.15625", "refrag-k16@0": "refrag@0",
                      "refrag-k16@0.1": "refrag@0.1", "refrag-k16@0.25": "refrag@0.25"}
-    quality = {"rows": {row: {"F1": 10.0 + i, "F1_ci95": [9.0 + i, 11.0 + i]} for i, row in enumerate([*pairs, "oracle", "closed-book"])}}
-    ttft = {"rows": {row: {"ttft_cpu_ms": 100.0 * (i + 1)} for i, row in enumerate(pairs.values())}}
-    plot_f1_vs_ttft(quality, ttft, tmp_path / "f1.png")
+    assert joined_rows(8) == {"none": "none", "refrag-k8@0": "refrag@0", "refrag-k8@0.1": "refrag@0.1", "refrag-k8@0.25": "refrag@0.25"}
+    quality = {"rows": {row: {"F1": 10.0 + i, "F1_ci95": [9.0 + i, 11.0 + i]}
+                        for i, row in enumerate([*pairs, *list(joined_rows(8))[1:], "oracle", "closed-book"])}}
+    ttfts = [{"k": k, "rows": {row: {"ttft_cpu_ms": 100.0 * (i + 1)} for i, row in enumerate(joined_rows(k).values())}} for k in (16, 8)]
+    plot_f1_vs_ttft(quality, ttfts, tmp_path / "f1.png")
     assert (tmp_path / "f1.png").stat().st_size > 10_000
     for m in quality["rows"].values():
         m["context_positions"] = 100.0
@@ -231,16 +233,21 @@ def test_report_tables_come_from_the_runs_json(tmp_path):
     import json
 
     from sprig.eval.bench.refrag_report import render
-    from sprig.eval.bench.refrag_ttft import ROWS
+    from sprig.eval.bench.refrag_ttft import rows as ttft_rows
 
     row = {"EM": 5.0, "EM_ci95": [4.0, 6.0], "F1": 20.0, "F1_ci95": [18.0, 22.0], "F1_vs_none": -1.5, "F1_vs_none_ci95": [-2.5, -0.5],
            "context_positions": 140.0, "prompt_positions": 300.0}
     rows = {name: row for name in ("none", "refrag-k16@0.1", "recomp-extractive=refrag-k16@0.1")}
     (tmp_path / "eval.json").write_text(json.dumps({"rows": rows, "chunk_vector_bytes": {"16": 2**20}, "questions": 1390}))
     timing = {"prompt_tokens": 300, "retrieve_cpu_ms": 10, "compress_cpu_ms": 5, "prefill_cpu_ms": 100, "ttft_cpu_ms": 120}
-    ttft = {"rows": {r: timing for r in ROWS}, "speedup_vs_none": {r: {"prefill_cpu_ms_speedup": 12.0, "ttft_cpu_ms_speedup": 6.0} for r in ROWS[1:]}}
-    (tmp_path / "ttft.json").write_text(json.dumps(ttft))
-    text = render(tmp_path, tmp_path / "ttft.json")
+    for k, speedup in ((16, 12.0), (8, 9.0)):
+        rows = ttft_rows(k)
+        ttft = {"k": k, "rows": {r: timing for r in rows},
+                "speedup_vs_none": {r: {"prefill_cpu_ms_speedup": speedup, "ttft_cpu_ms_speedup": 6.0} for r in rows[1:]}}
+        (tmp_path / f"ttft-{k}.json").write_text(json.dumps(ttft))
+    text = render(tmp_path, [tmp_path / "ttft-16.json", tmp_path / "ttft-8.json"])
+    assert text.index("TTFT at k = 8:") < text.index("TTFT at k = 16:")  # a table per chunk size, smallest first
+    assert "| recomp-extractive@0.21250 | 300 |" in text and "| refrag@0.1 | 300 | 10 | 5 | 100 | 120 | 9.00x | 6.00x |" in text
     assert "| refrag-k16@0.1 | 5.0 (4.0 to 6.0) | 20.0 (18.0 to 22.0) | -1.5 (-2.5 to -0.5) | 140 | 300 |" in text
     assert "k = 16: 1.00 MiB" in text and "prefill at k = 16, p = 0 vs none: 12.00x (target 10x)" in text
     assert "| none | 300 | 10 | 5 | 100 | 120 | 1.00x | 1.00x |" in text

@@ -82,14 +82,14 @@ def parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="F1 (GPU run) against TTFT (CPU run)")
     plot.add_argument("--quality", required=True, type=Path, help="eval.json from `eval`")
-    plot.add_argument("--ttft", required=True, type=Path, help="ttft.json from `ttft`")
+    plot.add_argument("--ttft", required=True, type=Path, nargs="+", help="ttft.json files from `ttft` (one per chunk size)")
     plot.add_argument("--out", required=True, type=Path, help="PNG to write")
     plot.add_argument("--positions-out", type=Path, help="also F1 against context positions, every row, to this PNG")
     plot.set_defaults(func=run_plot)
 
     report = sub.add_parser("report", help="the report's tables (markdown) from the runs' JSON")
     report.add_argument("--results", required=True, type=Path, help="folder with train-k*.json and eval.json")
-    report.add_argument("--ttft", type=Path, help="ttft.json from `ttft`")
+    report.add_argument("--ttft", type=Path, nargs="+", default=[], help="ttft.json files from `ttft` (one per chunk size)")
     report.set_defaults(func=run_report)
     return p
 
@@ -175,7 +175,7 @@ def run_plot(args: argparse.Namespace) -> int:
     from sprig.eval.bench.refrag_plot import plot_f1_vs_positions, plot_f1_vs_ttft
 
     quality = json.loads(args.quality.read_text())
-    plot_f1_vs_ttft(quality, json.loads(args.ttft.read_text()), args.out)
+    plot_f1_vs_ttft(quality, [json.loads(f.read_text()) for f in args.ttft], args.out)
     if args.positions_out:
         plot_f1_vs_positions(quality, args.positions_out)
     print(json.dumps({"plot": str(args.out), "positions_plot": str(args.positions_out) if args.positions_out else None}))

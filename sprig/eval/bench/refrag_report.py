@@ -3,10 +3,11 @@ ttft.json from the CPU), so the report's figures are copied by code, not by hand
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from sprig.eval.bench.refrag_eval import matched_row, refrag_row
-from sprig.eval.bench.refrag_ttft import ROWS as TTFT_ROWS
+from sprig.eval.bench.refrag_ttft import K
 
 
 def _ci(m: dict, key: str) -> str:
@@ -36,9 +37,10 @@ def quality_table(evaluation: dict) -> str:
 
 
 def ttft_table(ttft: dict) -> str:
-    lines = ["| row | prompt positions | retrieval ms | compression ms | prefill ms | TTFT ms | prefill speed-up | TTFT speed-up |",
+    lines = [f"TTFT at k = {ttft.get('k', K)}:", "",
+             "| row | prompt positions | retrieval ms | compression ms | prefill ms | TTFT ms | prefill speed-up | TTFT speed-up |",
              "|---|---|---|---|---|---|---|---|"]
-    for row in TTFT_ROWS:
+    for row in ttft["rows"]:
         m, s = ttft["rows"][row], ttft["speedup_vs_none"].get(row, {"prefill_cpu_ms_speedup": 1.0, "ttft_cpu_ms_speedup": 1.0})
         lines.append(f"| {row} | {m['prompt_tokens']:.0f} | {m['retrieve_cpu_ms']:.0f} | {m['compress_cpu_ms']:.0f} | {m['prefill_cpu_ms']:.0f} "
                      f"| {m['ttft_cpu_ms']:.0f} | {s['prefill_cpu_ms_speedup']:.2f}x | {s['ttft_cpu_ms_speedup']:.2f}x |")
@@ -61,12 +63,13 @@ def targets(evaluation: dict | None, ttft: dict | None) -> str:
     return "\n".join(lines)
 
 
-def render(results: Path, ttft_file: Path | None) -> str:
+def render(results: Path, ttft_files: Sequence[Path] = ()) -> str:
+    """The tables; one TTFT table per ttft.json (a chunk size each), the targets from the one at k = 16."""
     runs = [json.loads(p.read_text()) for p in sorted(results.glob("train-k*.json"))]
     evaluation = json.loads((results / "eval.json").read_text()) if (results / "eval.json").is_file() else None
-    ttft = json.loads(ttft_file.read_text()) if ttft_file and ttft_file.is_file() else None
+    ttfts = sorted((json.loads(f.read_text()) for f in ttft_files), key=lambda t: t.get("k", K))
     parts = [training_table(runs)] if runs else []
     parts += [quality_table(evaluation)] if evaluation else []
-    parts += [ttft_table(ttft)] if ttft else []
-    parts.append(targets(evaluation, ttft))
+    parts += [ttft_table(t) for t in ttfts]
+    parts.append(targets(evaluation, next((t for t in ttfts if t.get("k", K) == K), None)))
     return "\n\n".join(parts) + "\n"
