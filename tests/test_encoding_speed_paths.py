@@ -63,6 +63,14 @@ def test_cuda_asked_for_but_absent_is_a_one_line_error():
     assert "--device cpu" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_gpu_peak_is_reported_only_where_cuda_was_used(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert device_paths.peak_gpu_memory_mib() is None  # a CPU build's log line names no GPU memory
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 3 * 2**20)
+    assert device_paths.peak_gpu_memory_mib() == 3.0
+
+
 def _dense_rows(vecs, dim):
     return to_csr(vecs, dim).toarray()
 

@@ -41,3 +41,11 @@ def peak_memory_mib() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def peak_gpu_memory_mib() -> float | None:
+    """The most GPU memory torch held for this process's tensors so far; None where CUDA was never used."""
+    torch = sys.modules.get("torch")  # not imported for this: a build that never loaded torch used no GPU
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20

@@ -40,7 +40,7 @@ from sprig.core.errors import SprigError
 from sprig.core.files import atomic_path, replace_dir, write_text_atomic
 from sprig.corpus.chunking import Passage, passage_text, to_passages
 from sprig.corpus.readers import corpus_path, read_corpus
-from sprig.encoders.device_paths import peak_memory_mib
+from sprig.encoders.device_paths import peak_gpu_memory_mib, peak_memory_mib
 from sprig.encoders.factory import EncoderSet
 from sprig.index.backend import is_milvus
 from sprig.index.dense import DenseIndex, recall_at_k
@@ -304,5 +304,7 @@ def build_index(corpus: str | Path, out: str | Path, config: SprigConfig, fmt: s
     write_manifest(work, manifest)
     _swap_into_place(work, out)
     report = _report(out, start, done)
-    log.info("indexed %d passages in %.1f s; peak memory %.0f MiB", report.passages, report.seconds, report.peak_memory_mib)
+    gpu = peak_gpu_memory_mib()
+    log.info("indexed %d passages in %.1f s; peak memory %.0f MiB%s", report.passages, report.seconds, report.peak_memory_mib,
+             "" if gpu is None else f", peak GPU memory {gpu:.0f} MiB")
     return report
