@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sprig.eval.bench.refrag_eval import MATCHED, matched_row, refrag_row
-from sprig.eval.bench.refrag_ttft import K, rows
+from sprig.eval.bench.refrag_ttft import K
+from sprig.eval.bench.refrag_ttft import rows as ttft_rows
 
 
 def joined_rows(k: int = K) -> dict[str, str]:
     """GPU row name -> CPU row name, for the rows both runs measure at chunk size ``k`` (the GPU run has the
     matched recomp-extractive row at its own k only)."""
-    pairs = {"none": "none"} | ({matched_row(): rows(k)[-1]} if k == MATCHED[0] else {})
-    for row in rows(k):
+    pairs = {"none": "none"} | ({matched_row(): ttft_rows(k)[-1]} if k == MATCHED[0] else {})
+    for row in ttft_rows(k):
         if row.startswith("refrag@"):
             pairs[refrag_row(k, float(row.split("@")[1]))] = row
     return pairs
