@@ -395,15 +395,16 @@ def test_bench_score_counts_postings_and_measures_the_index():
     from types import SimpleNamespace
 
     from sprig.encoders.factory import make_encoder
-    from sprig.eval.bench.train_sparse import score
+    from sprig.eval.bench.train_sparse import score, sparse_index_bytes
 
     texts = ["red apples and pears", "green pears", "blue sky over the sea", "apples fall"]
     encoder = make_encoder("bm25", SprigConfig())
     encoder.fit(texts)
     test = SimpleNamespace(queries=["apples"], qids=["q"], doc_ids=["a", "b", "c", "d"], qrels={"q": {"a": 1, "d": 1}})
-    row = score(test, encoder, encoder.encode_documents(texts))
+    doc_vecs = encoder.encode_documents(texts)
+    row = score(test, encoder, doc_vecs)
     assert row["nDCG@10"] == 1.0 and row["postings_per_query"] == 2 and row["nnz_query"] == 1
-    assert row["sparse_index_bytes"] > 0
+    assert sparse_index_bytes(doc_vecs, encoder.vocab_size) > 0
 
 
 def test_centred_head_is_minus_the_mean_max_logit_and_travels_with_the_adapter(tmp_path):

@@ -21,7 +21,7 @@ from sprig.core.config import DEVICES, SprigConfig
 from sprig.corpus.readers import read_queries
 from sprig.encoders.factory import make_encoder
 from sprig.eval.beir import run_beir
-from sprig.eval.bench.train_sparse import TestSet, score
+from sprig.eval.bench.train_sparse import TestSet, score, sparse_index_bytes
 from sprig.eval.provenance import provenance
 from sprig.index.sparse import SparseIndex
 from sprig.indexer.build import build_index
@@ -44,7 +44,8 @@ def echo_splade(data: Path, model: str, device: str) -> dict:
     doc_vecs = encoder.encode_documents(test.texts)
     _sync()
     seconds = time.perf_counter() - start
-    return score(test, encoder, doc_vecs) | {"docs_per_s": round(len(test.texts) / seconds, 1), "top_k": list(config.splade.top_k("causal"))}
+    return score(test, encoder, doc_vecs) | {"docs_per_s": round(len(test.texts) / seconds, 1), "top_k": list(config.splade.top_k("causal")),
+                                             "sparse_index_bytes": sparse_index_bytes(doc_vecs, encoder.vocab_size)}
 
 
 def promptreps(data: Path, model: str, device: str, scratch: Path) -> dict:

@@ -84,8 +84,7 @@ class TestSet:
 
 
 def score(test: TestSet, encoder, doc_vecs) -> dict:
-    """Exact search of ``doc_vecs`` with ``encoder``'s queries: metrics, non-zeros, postings traversed, and the
-    bytes of the sparse index these vectors make (written to a temporary folder and measured)."""
+    """Exact search of ``doc_vecs`` with ``encoder``'s queries: metrics, non-zeros and postings traversed."""
     searcher = SparseBruteForce(encoder)
     searcher.add(doc_vecs)
     query_vecs = encoder.encode_queries(test.queries)
@@ -96,11 +95,11 @@ def score(test: TestSet, encoder, doc_vecs) -> dict:
     return {"nDCG@10": round(metrics["nDCG@10"], 4), "R@100": round(metrics["R@100"], 4),
             "nnz_doc": round(float(np.mean([len(v) for v in doc_vecs])), 1),
             "nnz_query": round(float(np.mean([len(v) for v in query_vecs])), 2),
-            "postings_per_query": round(float(np.mean([postings[v.term_ids].sum() for v in query_vecs])), 1),
-            "sparse_index_bytes": sparse_index_bytes(doc_vecs, encoder.vocab_size)}
+            "postings_per_query": round(float(np.mean([postings[v.term_ids].sum() for v in query_vecs])), 1)}
 
 
 def sparse_index_bytes(doc_vecs, vocab_size: int) -> int:
+    """The bytes of the sparse index ``doc_vecs`` make (written to a temporary folder and measured)."""
     with tempfile.TemporaryDirectory() as scratch:
         return SparseIndex.create(Path(scratch) / "sparse", doc_vecs, np.arange(len(doc_vecs)), vocab_size).nbytes
 
@@ -111,12 +110,13 @@ def evaluate_encoder(kind: str, config: SprigConfig, test: TestSet) -> dict:
     if kind == "bm25":
         encoder.fit(test.texts)
     doc_vecs = encoder.encode_documents(test.texts, progress=True)
+    size = {"sparse_index_bytes": sparse_index_bytes(doc_vecs, encoder.vocab_size)}  # one index, whatever the queries
     if kind != "inference-free":
-        return score(test, encoder, doc_vecs)
-    rows = {"corpus": score(test, encoder.fit(test.texts), doc_vecs)}
+        return score(test, encoder, doc_vecs) | size
+    rows = {"corpus": score(test, encoder.fit(test.texts), doc_vecs) | size}
     if encoder.model_weights is not None:
         shipped = config.model_copy(update={"inference_free": config.inference_free.model_copy(update={"query_weights": "model"})})
-        rows["model"] = score(test, make_encoder(kind, shipped), doc_vecs)
+        rows["model"] = score(test, make_encoder(kind, shipped), doc_vecs) | size
     return rows
 
 
