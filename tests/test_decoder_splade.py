@@ -85,6 +85,21 @@ def test_untrained_head_is_pruned_to_the_stated_top_k(encoder):
     assert doc.dot(query) > 0
 
 
+def test_without_expansion_a_text_weighs_its_own_ids_only(encoder, monkeypatch):
+    """expansion=false: the echo weights of the text's own token ids, every other id 0, and no top-k prune."""
+    full = encoder.pooled(TEXTS, 24)
+    monkeypatch.setattr(encoder, "expansion", False)
+    own = encoder.pooled(TEXTS, 24)
+    for text, row, got in zip(TEXTS, full, own):
+        ids = sorted(set(encoder.tokenizer(text, add_special_tokens=False, truncation=True, max_length=24)["input_ids"]))
+        assert got.nonzero().flatten().tolist() == [i for i in ids if row[i] > 0]
+        assert torch.equal(got[ids], row[ids])
+    assert SpladeConfig(expansion=False).top_k("causal") == (0, 0)
+    assert encoder.settings()["expansion"] is False  # an index records it, so its queries are encoded alike
+    with pytest.raises(SprigError, match="splade.expansion=false .* causal"):
+        SpladeEncoder(SpladeConfig(expansion=False), "cpu")
+
+
 def test_backbone_is_detected_from_the_checkpoint(encoder):
     folder, gguf = default_generator()
     assert is_causal(folder, gguf) and is_causal(f"{folder}/{gguf}", None) and is_causal(dequantised(folder, gguf), None)

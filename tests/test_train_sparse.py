@@ -432,3 +432,25 @@ def test_centred_head_is_minus_the_mean_max_logit_and_travels_with_the_adapter(t
 
     with pytest.raises(SprigError, match="needs --student decoder"):
         make_student(TrainConfig(student="siamese", head_centring_docs=2), "cpu", texts)
+
+
+def test_an_adapter_trained_without_expansion_encodes_own_ids_when_loaded(tmp_path):
+    from sprig.encoders.decoder_splade import DecoderSpladeEncoder
+    from sprig.train.students import make_student
+
+    base = _tiny_llama(tmp_path / "base", 32)
+    texts = ["Coffee lowers the risk of type 2 diabetes.", "Smoking causes lung cancer."]
+    config = TrainConfig(student="decoder", init=str(base), doc_max_length=16, query_max_length=16, lora_rank=4,
+                         lora_targets=["q_proj"], expansion=False)
+    student = make_student(config, "cpu", texts)
+    student.train(False)
+    trained = student.encoder.pooled(texts, 16)
+    own = [set(student.encoder.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert all(set(row.nonzero().flatten().tolist()) <= ids for row, ids in zip(trained, own))
+    student.save(tmp_path / "adapter")
+    loaded = DecoderSpladeEncoder(SpladeConfig(backbone="causal", adapter=str(tmp_path / "adapter")), "cpu")
+    assert loaded.expansion is False and loaded.settings()["expansion"] is False
+    assert (loaded.doc_top_k, loaded.query_top_k) == (0, 0)
+    assert torch.allclose(loaded.pooled(texts, 16), trained, atol=1e-4)
+    with pytest.raises(SprigError, match="expansion=false restricts a causal LM's head: it needs --student decoder"):
+        make_student(TrainConfig(student="siamese", expansion=False), "cpu", texts)

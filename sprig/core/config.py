@@ -74,18 +74,22 @@ class SpladeConfig(BaseModel):
     # are echo input (every pooled token has seen the whole text), one slot a plain single pass.
     causal_template: str = "Rewrite the passage:\n{text}\nRewritten passage:\n{text}"
     adapter: str | None = None  # causal backbone: a LoRA adapter folder from `sprig train sparse` (it records its base model)
+    # Causal backbone: False weighs only each text's own token ids (no expansion terms; the head still sets their
+    # weights, like SPLADE's no-expansion ablation), True every id of the head; None: what the adapter was trained
+    # with, else True. An untrained SmolLM2 head ranks a text's own ids low (docs/benchmarks/decoder-sparse.md).
+    expansion: bool | None = None
     # bfloat16: the vocabulary projection (nearly all of SPLADE-tiny's cost) on a CPU's bf16 units (AMX, AVX512-BF16),
     # documents and queries; auto: documents only, where the CPU has them (queries float32); float32: the exact path.
     # Recorded by an index (with what auto resolved to). docs/benchmarks/encoding.md has the speed and differences.
     cpu_head: HeadPrecision = "auto"
 
     def top_k(self, backbone: SpladeBackbone) -> tuple[int, int]:
-        """(document, query) top-k as set, else all weights for a masked LM and 512 / 64 for a causal one. An
-        untrained causal LM head puts weight on nearly every id (49,151 of SmolLM2's 49,152 for one sentence);
-        with echo input the 512 largest keep 60% of a scifact passage's own token ids (256: 49%, 1,024: 70%; 16
-        passages) and the 64 largest 75% of a scifact query's (32: 60%; 24 queries), the rest being each
-        position's next-token alternatives."""
-        doc, query = (512, 64) if backbone == "causal" else (0, 0)
+        """(document, query) top-k as set; else every weight for a masked LM or own ids only (``expansion`` false), and
+        512 / 64 for a causal head over every id. An untrained causal LM head puts weight on nearly every id (49,151
+        of SmolLM2's 49,152 for one sentence); with echo input the 512 largest keep 60% of a scifact passage's own
+        token ids (256: 49%, 1,024: 70%; 16 passages) and the 64 largest 75% of a scifact query's (32: 60%; 24
+        queries), the rest being each position's next-token alternatives."""
+        doc, query = (512, 64) if backbone == "causal" and self.expansion is not False else (0, 0)
         return (doc if self.doc_top_k is None else self.doc_top_k), (query if self.query_top_k is None else self.query_top_k)
 
 
@@ -304,6 +308,8 @@ class TrainConfig(BaseModel):
     # Decoder student: centre the head before training, a bias of minus each id's mean largest logit over this many
     # training documents (DecoderSpladeEncoder.centring_bias; saved with the adapter); 0: the head as it is
     head_centring_docs: int = Field(0, ge=0)
+    # Decoder student: False trains (and its adapter encodes) vectors over each text's own token ids only (splade.expansion)
+    expansion: bool = True
 
 
 class SprigConfig(BaseSettings):

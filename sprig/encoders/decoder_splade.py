@@ -22,6 +22,7 @@ An adapter trained with a centred head (``train.head_centring_docs``, ``centring
 
 An untrained head (no Mistral-SPLADE fine-tuning) weighs nearly every id, so unless ``doc_top_k`` /
 ``query_top_k`` are set a document keeps its 512 largest weights and a query its 64 (SpladeConfig.top_k).
+With ``splade.expansion`` false a text weighs only its own token ids (a lexical model: no expansion terms, no prune).
 """
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ import torch
 from sprig.core.config import Device, SpladeConfig, resolve_device
 from sprig.core.models import is_default
 from sprig.encoders.causal_lm import is_causal, load_causal_lm
-from sprig.encoders.lora_adapter import load_with_adapter
+from sprig.encoders.lora_adapter import load_with_adapter, read_base
 from sprig.encoders.splade import SpladeEncoder, max_logits, splade_pool
-from sprig.encoders.templates import PromptTemplate
+from sprig.encoders.templates import Prompts, PromptTemplate
 
 
 class DecoderSpladeEncoder(SpladeEncoder):
@@ -51,16 +52,20 @@ class DecoderSpladeEncoder(SpladeEncoder):
         self.name, self.tokenizer, self.model = self.lm.name, self.lm.tokenizer, self.lm.model
         self.recorded_model = self.lm.recorded()["model"]
         self.weight, self.bias = self.lm.weight, self.lm.bias
+        if config.expansion is None:  # the adapter's own setting, so that its index encodes as it was trained
+            config = config.model_copy(update={"expansion": read_base(config.adapter).get("expansion", True) if config.adapter else True})
+        self.expansion = config.expansion
         self._configure(config, self.lm.vocab())
 
     def settings(self) -> dict:
         return super().settings() | {"gguf_file": self.lm.recorded()["gguf_file"], "causal_template": self.template.template,
-                                    "adapter": self.adapter}
+                                    "adapter": self.adapter, "expansion": self.expansion}
 
     def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
-        states, lengths = self._last_copies(texts, max_length)
-        return splade_pool(states, lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+        prompts, states, lengths = self._last_copies(texts, max_length)
+        weights = splade_pool(states, lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+        return weights if self.expansion else weights * prompts.own_ids(weights.shape[1])
 
     @torch.no_grad()
     def centring_bias(self, texts: Sequence[str], max_length: int, batch_size: int = 16) -> torch.Tensor:
@@ -71,16 +76,16 @@ class DecoderSpladeEncoder(SpladeEncoder):
         (docs/benchmarks/decoder-sparse.md)."""
         total = torch.zeros(self.weight.shape[0], device=self.weight.device)
         for start in range(0, len(texts), batch_size):
-            states, lengths = self._last_copies(texts[start : start + batch_size], max_length)
+            _, states, lengths = self._last_copies(texts[start : start + batch_size], max_length)
             total += max_logits(states, lengths, self.weight, self.vocab_chunk).sum(0)
         return -total / len(texts)
 
-    def _last_copies(self, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, list[int]]:
-        """The final token states of each text's last copy, packed [tokens, H], and their counts."""
+    def _last_copies(self, texts: Sequence[str], max_length: int) -> tuple[Prompts, torch.Tensor, list[int]]:
+        """The prompts, the final token states of each text's last copy, packed [tokens, H], and their counts."""
         prompts = self.template.batch(self.tokenizer, texts, max_length, self.device)
         # use_cache=False: a single pass needs no KV cache, which would otherwise hold every layer's keys and values
         hidden = self.lm.body(input_ids=prompts.input_ids, attention_mask=prompts.attention_mask, use_cache=False).last_hidden_state
-        return hidden[prompts.last_copy], prompts.last_copy.sum(1).tolist()
+        return prompts, hidden[prompts.last_copy], prompts.last_copy.sum(1).tolist()
 
 
 def splade_encoder(config: SpladeConfig, device: Device = "auto") -> SpladeEncoder:

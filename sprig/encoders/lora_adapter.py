@@ -3,9 +3,10 @@
 A whole SmolLM2 or Gemma checkpoint is too large to move between machines for each trained model; a LoRA adapter
 (peft, on the transformer's projections, the tied LM head frozen) is a few MB. The folder holds peft's
 ``adapter_config.json`` + ``adapter_model.safetensors`` and ``sprig_base.json``: the base model as the trainer named
-it and its shape (architecture, layers, width, vocabulary); and ``head_bias.safetensors`` when the head was trained
-with a bias of its own (a centred head, ``train.head_centring_docs``), which then replaces the base's. A base named
-at search time must have that shape; its path may differ (paths change between machines, shapes do not).
+it, its shape (architecture, layers, width, vocabulary) and which ids the vectors weigh (``splade.expansion``); and
+``head_bias.safetensors`` when the head was trained with a bias of its own (a centred head,
+``train.head_centring_docs``), which then replaces the base's. A base named at search time must have that shape; its
+path may differ (paths change between machines, shapes do not).
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def base_shape(lm: CausalLM) -> dict:
             "vocab_size": int(lm.weight.shape[0])}
 
 
-def write_base(folder: str | Path, lm: CausalLM) -> None:
-    Path(folder, BASE_FILE).write_text(json.dumps(lm.recorded() | {"shape": base_shape(lm)}, indent=1))
+def write_base(folder: str | Path, lm: CausalLM, expansion: bool = True) -> None:
+    """The base and, as ``expansion``, whether the adapter was trained on every id or on each text's own ids only."""
+    Path(folder, BASE_FILE).write_text(json.dumps(lm.recorded() | {"shape": base_shape(lm), "expansion": expansion}, indent=1))
 
 
 def write_head_bias(folder: str | Path, bias: torch.Tensor) -> None:

@@ -153,6 +153,8 @@ class SpladeEncoder:
     def __init__(self, config: SpladeConfig = SpladeConfig(), device: Device = "auto", packed_docs: bool | None = None):
         """``packed_docs``: None = packed batches where they are the fast path (``packed.available``: CUDA with
         varlen attention) and the model passes the spans to its attention; True forces them (on CPU: the tests)."""
+        if config.expansion is False:
+            raise SprigError("splade.expansion=false (own token ids only) is for a causal LM's head; a masked LM's SPLADE weighs every id")
         self.name, self.recorded_model = resolve(config.model, default_splade), recorded(config.model)
         self.device = encoding_device(device)
         self.tokenizer, self.model = load_masked_lm(self.name, self.device)

@@ -146,7 +146,7 @@ class DecoderStudent(SiameseStudent):
         LoraConfig, get_peft_model = peft.LoraConfig, peft.get_peft_model
 
         splade = SpladeConfig(model=config.init, gguf_file=config.gguf_file, backbone="causal", doc_max_length=config.doc_max_length,
-                              query_max_length=config.query_max_length)
+                              query_max_length=config.query_max_length, expansion=config.expansion)
         self.encoder, self.device = DecoderSpladeEncoder(splade, device), device
         lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules=list(config.lora_targets))
@@ -189,7 +189,7 @@ class DecoderStudent(SiameseStudent):
     def save(self, folder: Path) -> None:
         """A LoRA adapter folder (sprig.encoders.lora_adapter) that `--adapter FOLDER` loads over its recorded base."""
         self.peft.save_pretrained(folder)
-        write_base(folder, self.encoder.lm)
+        write_base(folder, self.encoder.lm, self.encoder.expansion)
         if self.encoder.bias is not self.encoder.lm.bias:  # centred (centre_head)
             write_head_bias(folder, self.encoder.bias)
 
@@ -197,8 +197,9 @@ class DecoderStudent(SiameseStudent):
 def make_student(config: TrainConfig, device: str, corpus_texts: Iterable[str]) -> SiameseStudent:
     """The student ``config.student`` names, with the IDF of ``corpus_texts`` (the training corpora)."""
     kinds = {"inference-free": InferenceFreeStudent, "siamese": SiameseStudent, "decoder": DecoderStudent}
-    if config.head_centring_docs and config.student != "decoder":
-        raise SprigError(f"train.head_centring_docs centres a causal LM's head: it needs --student decoder, not {config.student}")
+    if config.student != "decoder" and (config.head_centring_docs or not config.expansion):
+        option = "head_centring_docs centres" if config.head_centring_docs else "expansion=false restricts"
+        raise SprigError(f"train.{option} a causal LM's head: it needs --student decoder, not {config.student}")
     student = kinds[config.student](config, device)
     texts = list(corpus_texts)
     student.fit_idf(texts)
