@@ -93,7 +93,7 @@ def test_without_expansion_a_text_weighs_its_own_ids_only(encoder, monkeypatch):
     for text, row, got in zip(TEXTS, full, own):
         ids = sorted(set(encoder.tokenizer(text, add_special_tokens=False, truncation=True, max_length=24)["input_ids"]))
         assert got.nonzero().flatten().tolist() == [i for i in ids if row[i] > 0]
-        assert torch.equal(got[ids], row[ids])
+        assert torch.allclose(got[ids], row[ids], atol=1e-5)  # only the own ids' rows of the head are projected
     assert SpladeConfig(expansion=False).top_k("causal") == (0, 0)
     assert encoder.settings()["expansion"] is False  # an index records it, so its queries are encoded alike
     with pytest.raises(SprigError, match="splade.expansion=false .* causal"):

@@ -443,6 +443,8 @@ def test_an_adapter_trained_without_expansion_encodes_own_ids_when_loaded(tmp_pa
     config = TrainConfig(student="decoder", init=str(base), doc_max_length=16, query_max_length=16, lora_rank=4,
                          lora_targets=["q_proj"], expansion=False)
     student = make_student(config, "cpu", texts)
+    student.doc_weights(texts).sum().backward()  # the own ids' weights reach the LoRA matrices
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     student.train(False)
     trained = student.encoder.pooled(texts, 16)
     own = [set(student.encoder.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]

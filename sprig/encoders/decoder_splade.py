@@ -32,7 +32,7 @@ import torch
 
 from sprig.core.config import Device, SpladeConfig, resolve_device
 from sprig.core.models import is_default
-from sprig.encoders.causal_lm import is_causal, load_causal_lm
+from sprig.encoders.causal_lm import is_causal, load_causal_lm, soft_cap
 from sprig.encoders.lora_adapter import load_with_adapter, read_base
 from sprig.encoders.splade import SpladeEncoder, max_logits, splade_pool
 from sprig.encoders.templates import Prompts, PromptTemplate
@@ -64,8 +64,24 @@ class DecoderSpladeEncoder(SpladeEncoder):
     def weights_with_grad(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """SPLADE weights [len(texts), vocab] for one batch, pooled over each text's last copy."""
         prompts, states, lengths = self._last_copies(texts, max_length)
-        weights = splade_pool(states, lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
-        return weights if self.expansion else weights * prompts.own_ids(weights.shape[1])
+        if self.expansion:
+            return splade_pool(states, lengths, self.weight, self.bias, self.vocab_chunk, self.lm.softcap)
+        return self._own_id_weights(prompts.input_ids[prompts.last_copy].split(lengths), states.split(lengths))
+
+    def _own_id_weights(self, ids: Sequence[torch.Tensor], states: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``splade_pool``'s weights on each text's own ids, 0 elsewhere [texts, vocab]: only those rows of the head are
+        projected (a passage's ~130 of SmolLM2's 49,152), so its cost is that of the body alone."""
+        rows, cols, values = [], [], []
+        for row, (text_ids, tokens) in enumerate(zip(ids, states)):
+            own = text_ids.unique()
+            logits = (tokens.to(self.weight.dtype) @ self.weight[own].T).amax(0).float()
+            if self.bias is not None:
+                logits = logits + self.bias[own].float()
+            rows.append(torch.full_like(own, row))
+            cols.append(own)
+            values.append(torch.log1p(torch.relu(soft_cap(logits, self.lm.softcap))))
+        out = torch.zeros(len(ids), self.weight.shape[0], device=self.weight.device)
+        return out.index_put((torch.cat(rows), torch.cat(cols)), torch.cat(values))
 
     @torch.no_grad()
     def centring_bias(self, texts: Sequence[str], max_length: int, batch_size: int = 16) -> torch.Tensor:

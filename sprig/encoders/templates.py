@@ -30,12 +30,6 @@ class Prompts:
     def lengths(self) -> torch.Tensor:
         return self.attention_mask.sum(1)
 
-    def own_ids(self, vocab_size: int) -> torch.Tensor:
-        """[B, vocab_size] float: 1 on the ids of each text's last copy (its own tokens), 0 elsewhere."""
-        mask = torch.zeros(self.input_ids.shape[0], vocab_size, device=self.input_ids.device)
-        mask[self.last_copy.nonzero()[:, 0], self.input_ids[self.last_copy]] = 1.0
-        return mask
-
 
 class PromptTemplate:
     """``template`` with ``slots`` allowed counts of ``{text}`` (checked before any model loads); ``field``
