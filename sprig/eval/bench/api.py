@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", help="markdown report to write from the results")
     p.add_argument("--logs", default="/tmp/sprig-bench-api", help="folder for the servers' logs")
     args = p.parse_args(argv)
+    if args.check < 1:
+        p.error("--check must be at least 1: the batched and unbatched servers' rankings are compared before any load")
     os.sched_setaffinity(0, {args.client_cpu})
     queries = list(read_queries(args.queries).values())
     modes = args.modes.split(",")
