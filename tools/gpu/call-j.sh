@@ -2,7 +2,8 @@
 # Device call J (issue 18; after stage.sh, carry .device/data): echo SPLADE + LoRA runs side by side, nothing else on
 # the GPU, each given as NAME SEED INIT EXTRA, EXTRA being TrainConfig overrides as JSON members ('"expansion": false',
 # or '' for the bench's decoder settings). Each run stops training RESERVE seconds (default 170) before the call's end
-# so that its test evaluation finishes (its rows record the sparse index bytes). The teachers are computed first unless
+# so that its test evaluation finishes (its rows record the sparse index bytes): 170 s held two SmolLM2 runs and 230 s
+# three; with three beside a fourth, 170 s was too short. The teachers are computed first unless
 # an earlier call of the same machine left them. Outputs in $OUT/j.tgz; each adapter as $OUT/adapter-NAME.tgz.NN
 # parts under the 16 MB a returned file may have (a SmolLM2 LoRA of rank 16 on all seven projections is ~20 MB).
 # Usage: bash tools/gpu/call-j.sh SECONDS NAME SEED INIT EXTRA [NAME SEED INIT EXTRA ...]
