@@ -32,9 +32,9 @@ import torch
 
 from sprig.core.config import Device, SpladeConfig, resolve_device
 from sprig.core.models import is_default
-from sprig.encoders.causal_lm import is_causal, load_causal_lm, soft_cap
+from sprig.encoders.causal_lm import is_causal, load_causal_lm
 from sprig.encoders.lora_adapter import load_with_adapter, read_base
-from sprig.encoders.splade import SpladeEncoder, max_logits, splade_pool
+from sprig.encoders.splade import SpladeEncoder, activate, max_logits, splade_pool
 from sprig.encoders.templates import Prompts, PromptTemplate
 
 
@@ -74,12 +74,10 @@ class DecoderSpladeEncoder(SpladeEncoder):
         rows, cols, values = [], [], []
         for row, (text_ids, tokens) in enumerate(zip(ids, states)):
             own = text_ids.unique()
-            logits = (tokens.to(self.weight.dtype) @ self.weight[own].T).amax(0).float()
-            if self.bias is not None:
-                logits = logits + self.bias[own].float()
+            pooled = max_logits(tokens, [len(tokens)], self.weight[own], self.vocab_chunk)[0]
             rows.append(torch.full_like(own, row))
             cols.append(own)
-            values.append(torch.log1p(torch.relu(soft_cap(logits, self.lm.softcap))))
+            values.append(activate(pooled, None if self.bias is None else self.bias[own], self.lm.softcap))
         out = torch.zeros(len(ids), self.weight.shape[0], device=self.weight.device)
         return out.index_put((torch.cat(rows), torch.cat(cols)), torch.cat(values))
 

@@ -89,7 +89,11 @@ def splade_pool(hidden: torch.Tensor, lengths: Sequence[int], weight: torch.Tens
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
     if hidden.is_cuda and not grad and splade_head.available(hidden):
         return splade_head.splade_head(hidden, np.cumsum([0, *lengths]), weight, bias, softcap)
-    pooled = max_logits(hidden, lengths, weight, vocab_chunk)
+    return activate(max_logits(hidden, lengths, weight, vocab_chunk), bias, softcap)
+
+
+def activate(pooled: torch.Tensor, bias: torch.Tensor | None, softcap: float | None = None) -> torch.Tensor:
+    """SPLADE weights from pooled logits (float32, ids in ``bias``'s order): log(1 + ReLU(soft-capped logit + bias))."""
     if bias is not None:
         pooled = pooled + bias.float()  # not in place: segment_reduce's backward reads its output
     return torch.log1p(torch.relu(soft_cap(pooled, softcap)))

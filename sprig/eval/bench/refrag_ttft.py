@@ -1,10 +1,10 @@
 """REFRAG's time to first token on a CPU: the answer path itself (sprig.rag.answer through an index with chunk
 vectors of k tokens, k = 16 unless ``--chunk-size`` says otherwise), one torch thread, prefix cache on for every
 row, over a fixed sample of 100 questions of squad-a articles 16-23 (seed 0). Rows: none, refrag at p = 0, 0.1,
-0.25, and recomp-extractive at the context rate refrag p = 0.1 has when every chunk is full (0.9 / k + 0.1). TTFT is split into retrieval, compression
-and prefill (process CPU time and wall time; sprig.eval.qa). Only the first token is generated: quality comes
-from the GPU run, and TTFT does not depend on the projector's weights, only on its shapes, so an untrained
-projector serves when none is given.
+0.25, and recomp-extractive at the context rate refrag p = 0.1 has when every chunk is full (0.9 / k + 0.1). TTFT
+is split into retrieval, compression and prefill (process CPU time and wall time; sprig.eval.qa). Only the first
+token is generated: quality comes from the GPU run, and TTFT does not depend on the projector's weights, only on
+its shapes, so an untrained projector serves when none is given.
 """
 from __future__ import annotations
 
